@@ -1,0 +1,36 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv if needed, install the
+# project with torch pinned through constraints.txt, and are safe to re-run.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# PIP_CONSTRAINT also reaches the isolated build environments of sdists (deepspeed), so no install
+# anywhere pulls an unpinned, CUDA-sized torch.
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export ZENML_ANALYTICS_OPT_IN := false
+export DS_ACCELERATOR ?= cpu
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo smoke test lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m igpo.smoke
+
+smoke: setup
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m igpo.smoke
+
+test: setup
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check igpo steps pipelines tests benchmarks
+
+clean:
+	rm -rf $(VENV) .cache *.egg-info

@@ -1,0 +1,60 @@
+"""Per-token log-probabilities and entropies of a completion (SPEC section 2; d1 / diffu-GRPO estimator,
+Zhao et al. 2025, section 3.2).
+
+One forward pass with the whole completion masked and each real prompt token masked with probability
+``p_mask_prompt`` (d1: 0.15, reference IGPO run: 0); the log-softmax at each completion position gives
+``log pi(o^k | q)``. The same distribution gives the policy's predictive entropy per position, which the
+IGPO entropy filter reads at hint positions (those positions are masked here, as the paper asks).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from igpo.models import DiffusionLM
+
+
+def mask_prompt(
+    prompt_ids: torch.Tensor,  # [N, P]
+    p_mask_prompt: float,
+    mask_id: int,
+    generator: torch.Generator | None,
+    prompt_mask: torch.Tensor | None = None,  # [N, P] 1 = real token
+) -> torch.Tensor:
+    """Replace each real prompt token by ``mask_id`` with probability ``p_mask_prompt`` (padding never)."""
+    if p_mask_prompt == 0:
+        return prompt_ids
+    draws = torch.rand(prompt_ids.shape, generator=generator, device=prompt_ids.device)  # [N, P]
+    masked = draws < p_mask_prompt
+    if prompt_mask is not None:
+        masked &= prompt_mask.bool()
+    return torch.where(masked, torch.full_like(prompt_ids, mask_id), prompt_ids)
+
+
+def completion_logprobs(
+    model: DiffusionLM,
+    prompt_ids: torch.Tensor,  # [N, P]
+    completion_ids: torch.Tensor,  # [N, L]
+    prompt_mask: torch.Tensor | None = None,  # [N, P]
+    p_mask_prompt: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (log_probs [N, L], entropy [N, L]) of ``completion_ids`` under the model, completion fully masked.
+
+    Gradients flow when called outside ``torch.no_grad``. Pass ``p_mask_prompt=0`` with an already masked
+    prompt (``mask_prompt``) to reuse one prompt mask for old, reference and current policy.
+    """
+    n, p = prompt_ids.shape
+    length = completion_ids.shape[1]
+    noisy_prompt = mask_prompt(prompt_ids, p_mask_prompt, model.tokens.mask_id, generator, prompt_mask)
+    masked_completion = torch.full_like(completion_ids, model.tokens.mask_id)
+    x = torch.cat([noisy_prompt, masked_completion], dim=1)  # [N, P+L]
+    attention_mask = None
+    if prompt_mask is not None:
+        attention_mask = torch.cat([prompt_mask.long(), torch.ones_like(completion_ids)], dim=1)
+    positions = torch.arange(p, p + length, device=prompt_ids.device)
+    logits = model.logits(x, attention_mask, positions).float()  # [N, L, V]
+    log_softmax = torch.log_softmax(logits, dim=-1)  # [N, L, V]
+    log_probs = log_softmax.gather(-1, completion_ids[..., None]).squeeze(-1)  # [N, L]
+    entropy = -(log_softmax.exp() * log_softmax).sum(-1)  # [N, L]
+    return log_probs, entropy

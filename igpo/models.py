@@ -1,0 +1,119 @@
+"""Loading a masked diffusion LM and the one interface the rest of the code uses to get its logits.
+
+Real targets: LLaDA-8B-Instruct and LLaDA-1.5 (``AutoModel`` with remote code, logits aligned to
+positions) and Dream-7B (remote code, logits shifted by one: the token at position i is predicted by
+the output at i-1). ``DiffusionLM.logits`` hides that difference: it always returns logits aligned to
+the positions asked for. ``trust_remote_code`` is passed only when the model config turns it on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from igpo.config_base import StrictConfig
+from igpo.tokens import SpecialTokens
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# model_type values of families whose logits are shifted by one position (AR-initialised dLLMs).
+SHIFTED_MODEL_TYPES = frozenset({"dream"})
+
+
+class ModelConfig(StrictConfig):
+    """Which model to load and how."""
+
+    name_or_path: str = Field(description="Hugging Face id (e.g. GSAI-ML/LLaDA-8B-Instruct) or local directory.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin; None for local dirs.")
+    trust_remote_code: bool = Field(
+        False, description="Run the model repository's own Python code. Needed by LLaDA and Dream; off by default."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Parameter dtype.")
+    logits_shift: Literal["auto", 0, 1] = Field(
+        "auto",
+        description="1 when position i is predicted at i-1 (Dream); 'auto' reads it from the config's model_type.",
+    )
+    auto_class: Literal["auto", "AutoModel", "AutoModelForCausalLM", "AutoModelForMaskedLM"] = Field(
+        "auto",
+        description="transformers Auto class to load with; 'auto' uses AutoModel for remote-code models that map it "
+        "(LLaDA, Dream) and AutoModelForCausalLM otherwise.",
+    )
+
+
+@dataclass
+class DiffusionLM:
+    """A loaded masked diffusion LM: the HF module, its tokenizer, special tokens and logit alignment."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    tokens: SpecialTokens
+    logits_shift: int = 0
+    supports_logits_to_keep: bool = False
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def logits(
+        self,
+        input_ids: torch.Tensor,  # [N, T]
+        attention_mask: torch.Tensor | None = None,  # [N, T], 1 = real token, 0 = left padding
+        positions: torch.Tensor | None = None,  # [M] sorted positions whose logits are wanted
+    ) -> torch.Tensor:
+        """Logits aligned to positions: ``out[:, j]`` predicts the token at ``positions[j]`` (all if None).
+
+        Only the wanted positions go through the LM head where the model supports ``logits_to_keep``,
+        which matters at 126k vocabulary: the sampler asks for one block, not the whole sequence.
+        """
+        wanted = positions if positions is not None else torch.arange(input_ids.shape[1], device=input_ids.device)
+        # Shifted models predict position i from output i-1; position 0 has no predictor and reuses its own.
+        source = (wanted - self.logits_shift).clamp_min(0)
+        kwargs: dict[str, Any] = {}
+        if attention_mask is not None and not bool(attention_mask.all()):
+            kwargs["attention_mask"] = attention_mask
+        if self.supports_logits_to_keep and positions is not None:
+            out = self.model(input_ids=input_ids, logits_to_keep=source, **kwargs).logits  # [N, M, V]
+            return out
+        out = self.model(input_ids=input_ids, **kwargs).logits  # [N, T, V]
+        return out[:, source]
+
+
+def _wants_logits_to_keep(model: torch.nn.Module) -> bool:
+    import inspect
+
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+def wrap_model(model: torch.nn.Module, tokenizer: Any, logits_shift: int | None = None) -> DiffusionLM:
+    """Wrap an already-built HF model (the tiny model in tests, or one loaded elsewhere)."""
+    if logits_shift is None:
+        model_type = str(getattr(model.config, "model_type", "")).lower()
+        logits_shift = 1 if model_type in SHIFTED_MODEL_TYPES else 0
+    return DiffusionLM(
+        model=model,
+        tokenizer=tokenizer,
+        tokens=SpecialTokens.from_tokenizer(tokenizer, model.config),
+        logits_shift=logits_shift,
+        supports_logits_to_keep=_wants_logits_to_keep(model),
+    )
+
+
+def load_model(config: ModelConfig, device: str | torch.device = "cpu") -> DiffusionLM:
+    """Load model and tokenizer from a Hugging Face id or a local directory, safetensors only."""
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
+
+    common = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
+    hf_config = AutoConfig.from_pretrained(config.name_or_path, **common)
+    auto_class = config.auto_class
+    if auto_class == "auto":
+        auto_map = getattr(hf_config, "auto_map", None) or {}
+        auto_class = "AutoModel" if config.trust_remote_code and "AutoModel" in auto_map else "AutoModelForCausalLM"
+    model = getattr(transformers, auto_class).from_pretrained(
+        config.name_or_path, dtype=DTYPES[config.dtype], use_safetensors=True, **common
+    )
+    tokenizer = AutoTokenizer.from_pretrained(config.name_or_path, **common)
+    shift = None if config.logits_shift == "auto" else int(config.logits_shift)
+    return wrap_model(model.to(device), tokenizer, logits_shift=shift)
