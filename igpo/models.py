@@ -9,6 +9,7 @@ the positions asked for. ``trust_remote_code`` is passed only when the model con
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -117,3 +118,47 @@ def load_model(config: ModelConfig, device: str | torch.device = "cpu") -> Diffu
     tokenizer = AutoTokenizer.from_pretrained(config.name_or_path, **common)
     shift = None if config.logits_shift == "auto" else int(config.logits_shift)
     return wrap_model(model.to(device), tokenizer, logits_shift=shift)
+
+
+# A model directory handed between pipeline steps carries this file: how to load what is in it.
+MODEL_CARD = "igpo_model.json"
+
+
+def save_model(lm: DiffusionLM, output_dir: str | Path, config: ModelConfig) -> Path:
+    """Save weights (safetensors), tokenizer and the loading settings of ``config`` to ``output_dir``."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    lm.model.save_pretrained(output_dir, safe_serialization=True)
+    lm.tokenizer.save_pretrained(output_dir)
+    card = config.model_copy(update={"name_or_path": ".", "revision": None, "logits_shift": lm.logits_shift})
+    (output_dir / MODEL_CARD).write_text(card.model_dump_json(indent=2))
+    return output_dir
+
+
+def save_model_reference(config: ModelConfig, output_dir: str | Path) -> Path:
+    """A model directory that points at a hub id or a path instead of holding weights (an 8B base model
+    need not be copied into the artifact store to be the start of a lineage)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / MODEL_CARD).write_text(config.model_dump_json(indent=2))
+    return output_dir
+
+
+def model_config_of(model_dir: str | Path) -> ModelConfig:
+    """The ModelConfig a model directory was saved with; a plain HF directory loads with the defaults."""
+    model_dir = Path(model_dir)
+    card = model_dir / MODEL_CARD
+    if not card.exists():
+        return ModelConfig(name_or_path=str(model_dir))
+    try:
+        config = ModelConfig.model_validate_json(card.read_text())
+    except ValueError as err:
+        raise ValueError(f"{card}: not a valid model card: {err}") from err
+    if config.name_or_path == ".":
+        config = config.model_copy(update={"name_or_path": str(model_dir)})
+    return config
+
+
+def load_model_dir(model_dir: str | Path, device: str | torch.device = "cpu") -> DiffusionLM:
+    """Load a model directory written by ``save_model`` / ``save_model_reference`` (or any HF directory)."""
+    return load_model(model_config_of(model_dir), device)

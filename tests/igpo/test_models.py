@@ -81,3 +81,21 @@ def test_trust_remote_code_is_off_unless_config_turns_it_on(tiny_dir, monkeypatc
 def test_model_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="trust_remote"):
         ModelConfig(name_or_path="x", trust_remote=True)
+
+
+def test_model_dir_round_trip_keeps_loading_settings(tiny_dir, tmp_path):
+    from igpo.models import load_model_dir, model_config_of, save_model, save_model_reference
+
+    config = ModelConfig(name_or_path=str(tiny_dir), logits_shift=1)
+    lm = load_model(config)
+    out = save_model(lm, tmp_path / "ckpt", config)
+    again = load_model_dir(out)
+    assert again.logits_shift == 1
+    x = torch.randint(10, 60, (1, 6), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(lm.logits(x), again.logits(x))
+    ref = save_model_reference(ModelConfig(name_or_path="GSAI-ML/LLaDA-8B-Instruct", trust_remote_code=True), tmp_path / "ref")
+    assert model_config_of(ref).name_or_path == "GSAI-ML/LLaDA-8B-Instruct"
+    assert model_config_of(ref).trust_remote_code is True
+    (tmp_path / "ckpt" / "igpo_model.json").write_text("{not json")
+    with pytest.raises(ValueError, match="igpo_model.json"):
+        model_config_of(tmp_path / "ckpt")

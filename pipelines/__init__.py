@@ -1,0 +1,1 @@
+"""ZenML pipelines: DAG wiring only (which step feeds which)."""
