@@ -3,21 +3,42 @@
 Each (prompt, response) pair becomes ``prompt + response + eos`` with the response right-padded by eos up
 to the batch width (or to ``pad_response_to``), as in LLaDA's SFT: the model learns to fill the tail of a
 completion with eos. Responses over the token budget are dropped or truncated per config and counted.
+
+Batches are consecutive slices of a fresh random permutation of the pairs per epoch (a pure function of
+seed and step, so a resumed run sees the same batches); under DeepSpeed each rank trains on its share
+of every batch. LoRA (peft), checkpoints with exact resume and DeepSpeed ZeRO-2/3 come from
+``igpo.distributed`` and ``igpo.checkpoint``, shared with the RL trainer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
+from igpo.checkpoint import CheckpointConfig, latest_checkpoint, load_checkpoint, save_checkpoint
 from igpo.config_base import StrictConfig
 from igpo.diffusion import sft_loss
+from igpo.distributed import (
+    LoRAConfig,
+    TrainEngine,
+    all_reduce_sum,
+    apply_lora,
+    batch_indices,
+    is_main_process,
+    rank,
+    rank_shard,
+    stream_seed,
+    world_size,
+)
 from igpo.models import DiffusionLM
 from igpo.prompting import format_prompt
 
@@ -28,10 +49,15 @@ class SFTConfig(StrictConfig):
     """Masked-diffusion SFT settings."""
 
     steps: int = Field(200, ge=1, description="Optimizer steps.")
-    batch_size: int = Field(16, ge=1, description="Sequences per optimizer step.")
+    batch_size: int = Field(16, ge=1, description="Sequences per optimizer step, over all ranks.")
+    micro_batch_size: int | None = Field(
+        None, ge=1, description="Sequences per forward/backward on one rank (gradient accumulation); None = all at once."
+    )
     learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     grad_clip: float = Field(1.0, gt=0, description="Max global gradient norm.")
+    warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warm-up over this many steps, then constant.")
     max_response_tokens: int = Field(256, ge=1, description="Token budget of a response including its eos.")
     over_budget: Literal["drop", "truncate"] = Field(
         "drop", description="What to do with a response over the budget: drop the pair or truncate it."
@@ -41,7 +67,16 @@ class SFTConfig(StrictConfig):
     )
     instruction: str = Field("", description="Text put before each question inside the prompt.")
     eps: float = Field(1e-3, gt=0, lt=1, description="Lower bound of the masking rate (SPEC section 2).")
-    seed: int = Field(0, description="Seed of the batch order and the masking draws.")
+    lora: LoRAConfig | None = Field(None, description="Train LoRA adapters instead of every weight (None = full).")
+    deepspeed_config: str | dict[str, Any] | None = Field(
+        None, description="DeepSpeed JSON path (or dict) for multi-process ZeRO training; None = plain torch, one process."
+    )
+    checkpoint: CheckpointConfig = Field(CheckpointConfig(), description="Checkpoint cadence and resume.")
+    seed: int = Field(0, description="Seed of the batch order and the masking draws (offset per rank).")
+
+    @model_validator(mode="after")
+    def _check(self) -> SFTConfig:
+        return self
 
 
 @dataclass
@@ -100,6 +135,19 @@ def collate(
     return ids, response_mask
 
 
+class SFTStepMetrics(BaseModel):
+    """What one SFT step did (loss averaged over ranks)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    step: int = Field(description="Optimizer steps done so far.")
+    loss: float = Field(description="Masked-diffusion loss of the step's batch.")
+    grad_norm: float = Field(description="Global gradient norm before clipping.")
+    learning_rate: float = Field(description="Learning rate after the step.")
+    tokens: int = Field(description="Tokens (prompt + response + padding) in the step's batch, over ranks.")
+    seconds: float = Field(description="Wall-clock seconds of the step.")
+
+
 @dataclass
 class SFTResult:
     losses: list[float] = field(default_factory=list)
@@ -107,36 +155,89 @@ class SFTResult:
     tokens_per_second: float = 0.0
     dropped: int = 0
     truncated: int = 0
+    resumed_from: int | None = None
 
 
 def train_sft(
-    model: DiffusionLM, prompts: Sequence[str], responses: Sequence[str], config: SFTConfig, progress: bool = True
+    model: DiffusionLM,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    config: SFTConfig,
+    progress: bool = True,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    output_dir: str | Path | None = None,
+    on_step: Callable[[int, SFTStepMetrics], None] | None = None,
 ) -> SFTResult:
-    """Fine-tune ``model`` in place with the masked-diffusion SFT loss; one process, one device."""
+    """Fine-tune ``model`` in place with the masked-diffusion SFT loss, in one process or, under
+    ``torchrun`` with ``deepspeed_config``, on every rank (each rank takes its share of every batch).
+
+    With ``checkpoint_dir`` a checkpoint is written every ``config.checkpoint.every_steps`` steps and the
+    run resumes from the latest complete one. With LoRA and ``lora.merge_on_save`` (the default) the
+    adapters are merged at the end, so ``model.model`` is a plain model again; otherwise it is the peft
+    model. ``output_dir`` receives the final model (save_pretrained). ``on_step`` runs on rank 0.
+    """
     tokens = model.tokens
     pairs = encode_pairs(model.tokenizer, tokens.eos_id, prompts, responses, config)
-    order_generator = torch.Generator().manual_seed(config.seed)  # batch order, on CPU
-    mask_generator = torch.Generator(device=model.device).manual_seed(config.seed + 1)  # masking draws
-    optimizer = torch.optim.AdamW(
-        [p for p in model.model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
+    world = world_size()
+    if config.batch_size % world:
+        raise ValueError(f"batch_size ({config.batch_size}) must be a multiple of the number of ranks ({world})")
+    local = config.batch_size // world
+    micro = config.micro_batch_size or local
+    if local % micro:
+        raise ValueError(f"micro_batch_size ({micro}) must divide the {local} sequences each rank trains on per step")
+    if config.lora is not None:
+        model.model = apply_lora(model.model, config.lora)
+    engine = TrainEngine(
+        model.model, learning_rate=config.learning_rate, betas=config.betas, weight_decay=config.weight_decay,
+        grad_clip=config.grad_clip, warmup_steps=config.warmup_steps, micro_batches_per_update=local // micro,
+        micro_batch_size=micro, deepspeed_config=config.deepspeed_config,
+        merge_lora_on_save=config.lora is not None and config.lora.merge_on_save,
     )
-    model.model.train()
+    policy = dataclasses.replace(model, model=engine.forward_model)
+    device = policy.device
+    generators = {"mask": torch.Generator(device=device).manual_seed(stream_seed(config.seed, 1))}
     result = SFTResult(dropped=pairs.dropped, truncated=pairs.truncated)
-    seen_tokens, start = 0, time.perf_counter()
-    bar = tqdm(range(config.steps), desc="sft", disable=not progress)
-    for _ in bar:
-        batch = torch.randint(len(pairs.prompt_ids), (config.batch_size,), generator=order_generator).tolist()
-        input_ids, response_mask = collate(pairs, batch, tokens.eos_id, tokens.pad_id, config.pad_response_to)
-        input_ids, response_mask = input_ids.to(model.device), response_mask.to(model.device)
-        loss = sft_loss(model, input_ids, response_mask, mask_generator, config.eps)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.model.parameters(), config.grad_clip)
-        optimizer.step()
-        seen_tokens += input_ids.numel()
-        result.losses.append(loss.item())
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.model.eval()
-    result.seconds = time.perf_counter() - start
+    start = 0
+    if checkpoint_dir and config.checkpoint.resume and (latest := latest_checkpoint(checkpoint_dir)) is not None:
+        start = result.resumed_from = load_checkpoint(latest, engine, generators)["step"]
+    engine.module.train()
+    seen_tokens, began = 0, time.perf_counter()
+    bar = tqdm(range(start, config.steps), desc="sft", disable=not (progress and is_main_process()))
+    for step in bar:
+        step_start = time.perf_counter()
+        batch = rank_shard(batch_indices(len(pairs.prompt_ids), config.batch_size, step, config.seed), rank(), world)
+        step_loss, step_tokens = 0.0, 0
+        for lo in range(0, local, micro):
+            rows = batch[lo : lo + micro]
+            input_ids, response_mask = collate(pairs, rows, tokens.eos_id, tokens.pad_id, config.pad_response_to)
+            input_ids, response_mask = input_ids.to(device), response_mask.to(device)
+            # sft_loss is a mean over its micro-batch; weight it so the update sees the rank-batch mean.
+            loss = sft_loss(policy, input_ids, response_mask, generators["mask"], config.eps) * (micro / local)
+            engine.backward(loss, boundary=lo + micro >= local)
+            step_loss += float(loss.detach())
+            step_tokens += input_ids.numel()
+        totals = all_reduce_sum(torch.tensor([step_loss, step_tokens], dtype=torch.float64, device=device)).tolist()
+        metrics = SFTStepMetrics(
+            step=step + 1, loss=totals[0] / world, grad_norm=engine.last_grad_norm, learning_rate=engine.learning_rate,
+            tokens=int(totals[1]), seconds=time.perf_counter() - step_start,
+        )
+        seen_tokens += int(totals[1])
+        result.losses.append(metrics.loss)
+        bar.set_postfix(loss=f"{metrics.loss:.3f}")
+        every = config.checkpoint.every_steps
+        if checkpoint_dir and every and ((step + 1) % every == 0 or step + 1 == config.steps):
+            save_checkpoint(
+                checkpoint_dir, step + 1, engine, generators, {"stage": "sft"}, config.checkpoint.keep_last, model.tokenizer
+            )
+        if on_step is not None and is_main_process():
+            on_step(step + 1, metrics)
+    engine.module.eval()
+    if config.lora is not None and config.lora.merge_on_save:
+        engine.merge_lora()
+    if output_dir is not None:
+        engine.save_model(Path(output_dir), model.tokenizer)
+    model.model = engine.module
+    result.seconds = time.perf_counter() - began
     result.tokens_per_second = seen_tokens / max(result.seconds, 1e-9)
     return result

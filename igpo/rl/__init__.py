@@ -1,0 +1,7 @@
+"""Reinforcement learning for masked diffusion LMs: IGPO and GRPO in one loop (``igpo.rl.trainer.train_rl``)."""
+
+from igpo.rl.config import RLConfig
+from igpo.rl.metrics import RLStepMetrics
+from igpo.rl.trainer import RLResult, train_rl
+
+__all__ = ["RLConfig", "RLResult", "RLStepMetrics", "train_rl"]

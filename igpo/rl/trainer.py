@@ -1,0 +1,262 @@
+"""IGPO and GRPO: one training loop (SPEC section 1; IGPO, arXiv 2509.10396, Algorithm 1).
+
+Each step: rollout (G completions per prompt of this rank's shard) -> reward (shared verifier + format)
+-> repair (IGPO: inpaint all-wrong groups with y* hints, replace up to floor(lambda*G) wrong ones;
+GRPO: nothing) -> log-probs (old policy and reference, no grad) -> advantages (r - mean(r) per group)
+-> update (mu optimizer steps on the clipped surrogate + beta * k3 KL, entropy-filtered hint tokens).
+
+Deviations from the paper and the reference run, all deliberate:
+- The loss is a token mean over the rank's kept tokens (SPEC "averaged over real completion tokens");
+  under DeepSpeed the rank means are averaged. With the GSPO ratio the surrogate is a per-sequence
+  mean while the KL stays a token mean.
+- Hints: chunks are drawn once per group and step, each attempt reveals its own random subset; every
+  final-answer statement of y* is excluded (not only the last one); when floor(eta*N) = 0 one chunk is
+  revealed; an all-wrong group whose y* has no eligible chunk is left unchanged and counted.
+- Replacements take the wrong originals in index order (in an all-wrong group every original is wrong).
+- Entropy filter: per sequence, k = max(1, floor(tau * n)) of the n hint positions inside the real
+  completion; with p_mask_prompt > 0 it is recomputed each inner iteration from that iteration's
+  old-policy pass (same prompt mask for old, reference and current policy).
+- Old/reference log-probs are computed once per rollout batch when p_mask_prompt = 0 (the masks of the
+  inner iterations are identical); they are recomputed per iteration otherwise.
+- The reference model is the base model with LoRA adapters disabled, a frozen copy of the initial
+  weights for full fine-tuning, and absent when beta = 0 (the KL metric is then None).
+- Learning-rate schedule: linear warm-up then constant (the paper does not state one).
+- Every random draw uses explicit per-rank torch.Generators (prompt order is a pure function of
+  (seed, step)); nothing reseeds global RNGs.
+- Reported reward and accuracy are those of the sampled completions, before repair; the advantages use
+  the repaired rewards (a replaced completion carries its own, inpainted, reward).
+- A rank's rollouts (and its inpainting rollouts) are each one batched sampler call.
+
+The repair phase is looked up by ``config.algorithm`` in ``igpo.rl.repair.REPAIR_STRATEGIES``; a further
+mode (e.g. dynamic sampling) is a new entry there and a new ``algorithm`` value, not a new loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, Field
+from tqdm.auto import tqdm
+
+from igpo.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from igpo.distributed import (
+    TrainEngine,
+    apply_lora,
+    batch_indices,
+    is_main_process,
+    is_peft,
+    rank,
+    rank_shard,
+    stream_seed,
+    world_size,
+)
+from igpo.logprobs import completion_logprobs, mask_prompt
+from igpo.models import DiffusionLM
+from igpo.rl.advantages import group_advantages, zero_advantage_groups
+from igpo.rl.config import RLConfig
+from igpo.rl.loss import completion_mask, entropy_filter, loss_mask, policy_loss
+from igpo.rl.metrics import PhaseTimer, RLStepMetrics, StepTally
+from igpo.rl.repair import REPAIR_STRATEGIES
+from igpo.rl.rewards import RewardFunction, all_wrong_groups, correctness_reward, score_completions
+from igpo.rl.rollout import RolloutBatch, generate_rollouts
+
+
+class RLResult(BaseModel):
+    """Metrics of every step run by this call (rank 0 holds the reduced values)."""
+
+    metrics: list[RLStepMetrics] = Field(default_factory=list, description="One entry per step run here.")
+    resumed_from: int | None = Field(None, description="Step of the checkpoint this run resumed from, if any.")
+
+
+def train_rl(
+    model: DiffusionLM,
+    examples: Sequence[Mapping[str, Any]],
+    config: RLConfig,
+    *,
+    correctness_fn: RewardFunction = correctness_reward,
+    checkpoint_dir: str | Path | None = None,
+    output_dir: str | Path | None = None,
+    on_step: Callable[[int, RLStepMetrics], None] | None = None,
+    progress: bool = True,
+) -> RLResult:
+    """Train ``model`` in place on ``examples`` (rows with ``question``, ``answer`` and, for IGPO, the
+    trace y* in ``reasoning``; every column reaches the reward functions).
+
+    Every rank calls this with the same arguments. ``correctness_fn`` decides correctness (the all-wrong
+    trigger); the default is the shared verifier. With ``checkpoint_dir`` checkpoints are written every
+    ``config.checkpoint.every_steps`` steps and the run resumes from the latest complete one;
+    ``output_dir`` receives the final model. ``on_step`` runs on rank 0 after each step's checkpoint.
+    With LoRA and ``lora.merge_on_save`` the adapters are merged at the end (``model.model`` is a plain model).
+    """
+    G, world = config.group_size, world_size()
+    local_sequences, micro = _batch_shape(config, world)
+    _check_examples(examples, config)
+    if config.lora is not None:
+        model.model = apply_lora(model.model, config.lora)
+    reference = _reference(model, config)
+    engine = TrainEngine(
+        model.model, learning_rate=config.learning_rate, betas=config.betas, weight_decay=config.weight_decay,
+        grad_clip=config.grad_clip, warmup_steps=config.warmup_steps, micro_batches_per_update=local_sequences // micro,
+        micro_batch_size=micro, deepspeed_config=config.deepspeed_config,
+        merge_lora_on_save=config.lora is not None and config.lora.merge_on_save,
+    )
+    policy = dataclasses.replace(model, model=engine.forward_model)
+    device = policy.device
+    if isinstance(reference, DiffusionLM):  # DeepSpeed may have moved (and cast) the policy
+        reference.model.to(device=device, dtype=next(engine.module.parameters()).dtype)
+    generators = {
+        "sample": torch.Generator(device=device).manual_seed(stream_seed(config.seed, 1)),
+        "hint": torch.Generator().manual_seed(stream_seed(config.seed, 2)),
+        "mask": torch.Generator(device=device).manual_seed(stream_seed(config.seed, 3)),
+    }
+    result, start = RLResult(), 0
+    if checkpoint_dir and config.checkpoint.resume and (latest := latest_checkpoint(checkpoint_dir)) is not None:
+        start = result.resumed_from = load_checkpoint(latest, engine, generators)["step"]
+
+    def scorer(texts, columns):
+        return score_completions(texts, columns, correctness_fn, config.format_reward_weight)
+
+    repair = REPAIR_STRATEGIES[config.algorithm]
+    bar = tqdm(range(start, config.steps), desc=config.algorithm, disable=not (progress and is_main_process()))
+    for step in bar:
+        timer, tally = PhaseTimer(), StepTally()
+        shard = rank_shard(batch_indices(len(examples), config.batch_size, step, config.seed), rank(), world)
+        rows = [examples[i] for i in shard]  # this rank's B prompts of the global batch
+
+        with timer("rollout"):
+            engine.module.eval()
+            batch = generate_rollouts(policy, rows, G, config.rollout, generators["sample"], config.instruction)
+
+        with timer("reward"):
+            batch.rewards = scorer(batch.texts, batch.columns)
+            tally.add(
+                sequences=len(batch.texts), groups=batch.num_groups, reward=batch.rewards.total.sum(),
+                correct=batch.rewards.correct.sum(), all_wrong_groups=all_wrong_groups(batch.rewards.correctness, G).sum(),
+            )
+
+        with timer("repair"):
+            stats = repair(policy, batch, config, scorer, generators)
+            tally.add(
+                inpaint_attempts=stats.attempts, inpaint_successes=stats.successes, groups_repaired=stats.groups_repaired,
+                completions_replaced=stats.replaced, groups_without_hints=stats.groups_without_hints,
+                revealed_tokens=stats.revealed_tokens, trace_tokens=stats.trace_tokens,
+            )
+
+        engine.module.train()
+        with timer("logprobs"):
+            real = completion_mask(batch.completion_ids, policy.tokens.stop_ids)  # [B*G, L]
+            hints = batch.hint_mask & real
+            tally.add(completion_tokens=real.sum(), hint_tokens=hints.sum())
+            if config.p_mask_prompt == 0:  # identical masks in every inner iteration: compute once
+                old, entropy, ref = _old_and_reference(policy, reference, batch, batch.prompt_ids, micro)
+                tally.add(entropy_sum=(entropy * real).sum())
+
+        with timer("advantages"):
+            advantages = group_advantages(batch.rewards.total, G, config.scale_rewards).to(device)  # [B*G]
+            tally.add(zero_advantage_groups=zero_advantage_groups(batch.rewards.total, G).sum())
+
+        for iteration in range(config.mu):
+            prompt_ids = batch.prompt_ids
+            if config.p_mask_prompt > 0:  # one fresh prompt mask per iteration, shared by old/ref/current
+                with timer("logprobs"):
+                    prompt_ids = mask_prompt(batch.prompt_ids, config.p_mask_prompt, policy.tokens.mask_id,
+                                             generators["mask"], batch.prompt_mask)
+                    old, entropy, ref = _old_and_reference(policy, reference, batch, prompt_ids, micro)
+                    if iteration == 0:
+                        tally.add(entropy_sum=(entropy * real).sum())
+            keep = loss_mask(real, hints, entropy_filter(entropy, hints, config.tau))  # [B*G, L]
+            if iteration == 0:
+                tally.add(hint_tokens_kept=(keep & hints).sum())
+            num_tokens, num_sequences = keep.sum(), keep.any(dim=1).sum()
+            with timer("update"):
+                update_loss = 0.0
+                for lo in range(0, local_sequences, micro):
+                    mb = slice(lo, lo + micro)
+                    log_probs, _ = completion_logprobs(
+                        policy, prompt_ids[mb], batch.completion_ids[mb], batch.prompt_mask[mb]
+                    )  # [micro, L], with grad
+                    out = policy_loss(
+                        log_probs, old[mb], advantages[mb], keep[mb], config.eps_low, config.eps_high, config.beta,
+                        None if ref is None else ref[mb], config.ratio_level, num_tokens, num_sequences,
+                    )
+                    engine.backward(out.loss, boundary=lo + micro >= local_sequences)
+                    update_loss += float(out.loss.detach())
+                    tally.add(loss_tokens=out.tokens, kl_sum=out.kl_sum, clipped=out.clipped, clip_units=out.clip_units)
+                tally.add(loss_sum=update_loss, updates=1)
+
+        metrics = tally.metrics(step + 1, timer, engine.last_grad_norm, engine.learning_rate, reference is not None, device)
+        result.metrics.append(metrics)
+        bar.set_postfix(reward=f"{metrics.reward:.3f}", all_wrong=f"{metrics.all_wrong_fraction:.2f}")
+        every = config.checkpoint.every_steps
+        if checkpoint_dir and every and ((step + 1) % every == 0 or step + 1 == config.steps):
+            save_checkpoint(checkpoint_dir, step + 1, engine, generators, {"algorithm": config.algorithm},
+                            config.checkpoint.keep_last, policy.tokenizer)
+        if on_step is not None and is_main_process():
+            on_step(step + 1, metrics)
+
+    engine.module.eval()
+    if config.lora is not None and config.lora.merge_on_save:
+        engine.merge_lora()
+    if output_dir is not None:
+        engine.save_model(Path(output_dir), policy.tokenizer)
+    model.model = engine.module
+    return result
+
+
+@torch.no_grad()
+def _old_and_reference(
+    policy: DiffusionLM, reference: DiffusionLM | torch.nn.Module | None, batch: RolloutBatch, prompt_ids: torch.Tensor,
+    micro: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Old-policy log-probs and entropies [B*G, L], and reference log-probs (None without a reference),
+    in micro-batches. A peft module as ``reference`` means: the policy with its LoRA adapters disabled."""
+    old, entropy, ref = [], [], []
+    for lo in range(0, prompt_ids.shape[0], micro):
+        rows = slice(lo, lo + micro)
+        args = (prompt_ids[rows], batch.completion_ids[rows], batch.prompt_mask[rows])
+        log_probs, ent = completion_logprobs(policy, *args)
+        old.append(log_probs)
+        entropy.append(ent)
+        if isinstance(reference, DiffusionLM):
+            ref.append(completion_logprobs(reference, *args)[0])
+        elif reference is not None:
+            with reference.disable_adapter():
+                ref.append(completion_logprobs(policy, *args)[0])
+    return torch.cat(old), torch.cat(entropy), (torch.cat(ref) if ref else None)
+
+
+def _reference(model: DiffusionLM, config: RLConfig) -> DiffusionLM | torch.nn.Module | None:
+    """None when beta = 0; the peft module itself for a LoRA policy (read with adapters disabled); else a
+    frozen copy of the start weights."""
+    if config.beta == 0:
+        return None
+    if is_peft(model.model):
+        return model.model
+    frozen = copy.deepcopy(model.model).eval().requires_grad_(False)
+    return dataclasses.replace(model, model=frozen)
+
+
+def _batch_shape(config: RLConfig, world: int) -> tuple[int, int]:
+    """(sequences per rank per step, micro-batch size), checked against the world size."""
+    if config.batch_size % world:
+        raise ValueError(f"batch_size ({config.batch_size}) must be a multiple of the number of ranks ({world})")
+    local = config.batch_size // world * config.group_size
+    micro = config.micro_batch_size or local
+    if local % micro:
+        raise ValueError(f"micro_batch_size ({micro}) must divide the {local} sequences each rank trains on per step")
+    return local, micro
+
+
+def _check_examples(examples: Sequence[Mapping[str, Any]], config: RLConfig) -> None:
+    if len(examples) == 0:
+        raise ValueError("no RL examples")
+    needed = ("question", "answer") + (("reasoning",) if config.algorithm == "igpo" else ())
+    for index, row in enumerate(examples):
+        missing = [key for key in needed if key not in row]
+        if missing:
+            raise ValueError(f"RL example {index} lacks {missing}; rows need {list(needed)}")
