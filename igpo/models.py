@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from igpo.config_base import StrictConfig
+from igpo.tiny import TinyModelConfig
 from igpo.tokens import SpecialTokens
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -129,6 +130,12 @@ def save_model(lm: DiffusionLM, output_dir: str | Path, config: ModelConfig) -> 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     lm.model.save_pretrained(output_dir, safe_serialization=True)
+    return finish_model_dir(lm, output_dir, config)
+
+
+def finish_model_dir(lm: DiffusionLM, output_dir: str | Path, config: ModelConfig) -> Path:
+    """Add tokenizer and loading card to a directory that already holds the weights (a trainer's output)."""
+    output_dir = Path(output_dir)
     lm.tokenizer.save_pretrained(output_dir)
     card = config.model_copy(update={"name_or_path": ".", "revision": None, "logits_shift": lm.logits_shift})
     (output_dir / MODEL_CARD).write_text(card.model_dump_json(indent=2))
@@ -162,3 +169,43 @@ def model_config_of(model_dir: str | Path) -> ModelConfig:
 def load_model_dir(model_dir: str | Path, device: str | torch.device = "cpu") -> DiffusionLM:
     """Load a model directory written by ``save_model`` / ``save_model_reference`` (or any HF directory)."""
     return load_model(model_config_of(model_dir), device)
+
+
+class BaseModelConfig(StrictConfig):
+    """The model a run starts from: the tiny dLLM built in-process, or a pretrained one by id or path."""
+
+    source: Literal["tiny", "pretrained"] = Field(
+        "tiny", description="'tiny': build the CPU demo model; 'pretrained': load `model` (LLaDA, Dream, ...)."
+    )
+    tiny: TinyModelConfig | None = Field(None, description="Size of the tiny model (source='tiny'); defaults if None.")
+    model: ModelConfig | None = Field(None, description="The pretrained model (source='pretrained').")
+
+    @model_validator(mode="after")
+    def _source_matches(self) -> "BaseModelConfig":
+        if self.source == "pretrained" and self.model is None:
+            raise ValueError("model: required when source is 'pretrained'")
+        if self.source == "tiny" and self.model is not None:
+            raise ValueError("model: only used when source is 'pretrained' (source is 'tiny')")
+        return self
+
+
+def prepare_base_model(config: BaseModelConfig, output_dir: str | Path) -> Path:
+    """Write the base model directory: tiny weights + tokenizer, or a reference to the pretrained model."""
+    from igpo.tiny import save_tiny
+
+    if config.source == "tiny":
+        out = save_tiny(output_dir, config.tiny)
+        (Path(out) / MODEL_CARD).write_text(ModelConfig(name_or_path=".").model_dump_json(indent=2))
+        return Path(out)
+    assert config.model is not None
+    return save_model_reference(config.model, output_dir)
+
+
+def load_tokenizer(model_dir: str | Path) -> Any:
+    """Only the tokenizer of a model directory (token budgets are measured with the target's tokenizer)."""
+    from transformers import AutoTokenizer
+
+    config = model_config_of(model_dir)
+    return AutoTokenizer.from_pretrained(
+        config.name_or_path, revision=config.revision, trust_remote_code=config.trust_remote_code
+    )

@@ -10,6 +10,7 @@ import tempfile
 _ZENML_HOME = tempfile.mkdtemp(prefix="igpo-tests-zenml-")
 os.environ.setdefault("ZENML_CONFIG_PATH", os.path.join(_ZENML_HOME, "config"))
 os.environ.setdefault("ZENML_REPOSITORY_PATH", _ZENML_HOME)
+os.makedirs(os.path.join(os.environ["ZENML_REPOSITORY_PATH"], ".zen"), exist_ok=True)  # the repository marker
 os.environ["ZENML_ANALYTICS_OPT_IN"] = "false"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")

@@ -148,12 +148,28 @@ class IngestConfig(StrictConfig):
         default_factory=DecontaminationConfig, description="Overlap removal of training rows against the benchmarks."
     )
     reasons_in_error: int = Field(5, ge=1, description="How many quarantine reasons the no-valid-row error quotes.")
+    sft_sources: tuple[Literal["openr1", "metamath", "demo"], ...] | None = Field(
+        None, description="Training sources whose rows feed SFT (paper: openr1); None = every configured training source."
+    )
+    rl_sources: tuple[Literal["openr1", "metamath", "demo"], ...] | None = Field(
+        None, description="Training sources whose rows feed RL (paper: metamath); None = every configured training source."
+    )
 
     @model_validator(mode="after")
     def _some_source(self) -> IngestConfig:
         if not any((self.metamath, self.openr1, self.gsm8k, self.math500, self.amc, self.demo)):
             raise ValueError("configure at least one source (metamath, openr1, gsm8k, math500, amc or demo)")
+        for field in ("sft_sources", "rl_sources"):
+            missing = [s for s in getattr(self, field) or () if getattr(self, s) is None]
+            if missing:
+                raise ValueError(f"{field}: {missing} not configured; configure them or remove them from {field}")
         return self
+
+    def training_sources(self, stage: Literal["sft", "rl"]) -> tuple[str, ...]:
+        """The configured training sources that feed ``stage``."""
+        chosen = self.sft_sources if stage == "sft" else self.rl_sources
+        configured = tuple(s for s in ("openr1", "metamath", "demo") if getattr(self, s) is not None)
+        return configured if chosen is None else tuple(chosen)
 
 
 # --------------------------------------------------------------------------------------------- rewrite

@@ -1,0 +1,55 @@
+"""The IGPO recipe as ZenML pipelines (DAG wiring only; every setting lives in the YAML config).
+
+    zenml pipeline run pipelines.igpo.igpo_pipeline --config configs/demo_tiny_cpu.yaml
+
+``igpo_pipeline`` is the paper's comparison: ingest -> rewrite -> SFT, then GRPO and IGPO from the same
+SFT checkpoint and seed, and the base, SFT, SFT+GRPO and SFT+IGPO models evaluated alike, then a report.
+The smaller pipelines run one stage on artifacts of an earlier run (by artifact name or id).
+"""
+
+from __future__ import annotations
+
+from zenml import pipeline
+from zenml.client import Client
+
+from steps.build_report import build_report
+from steps.evaluate_benchmarks import evaluate_benchmarks
+from steps.ingest_datasets import ingest_datasets
+from steps.prepare_base_model import prepare_base_model
+from steps.rewrite_traces import rewrite_traces
+from steps.train_igpo import train_igpo
+from steps.train_sft import train_sft
+
+
+@pipeline(enable_cache=True)
+def igpo_pipeline() -> None:
+    """ingest -> rewrite -> SFT -> {GRPO, IGPO} -> evaluate {base, SFT, GRPO, IGPO} -> report."""
+    base = prepare_base_model()
+    sft_table, rl_table, eval_table, _ = ingest_datasets()
+    rewritten, _ = rewrite_traces(sft_table, base)
+    sft_checkpoint, _ = train_sft(base, rewritten)
+    grpo_checkpoint, grpo_metrics = train_igpo(sft_checkpoint, rl_table, id="train_grpo")
+    igpo_checkpoint, igpo_metrics = train_igpo(sft_checkpoint, rl_table, id="train_igpo")
+    scores = {}
+    for name, checkpoint in (("base", base), ("sft", sft_checkpoint), ("sft+grpo", grpo_checkpoint),
+                             ("sft+igpo", igpo_checkpoint)):
+        step_id = "evaluate_" + name.replace("sft+", "")
+        scores[name], _ = evaluate_benchmarks(checkpoint, eval_table, model_name=name, id=step_id)
+    build_report(scores["base"], scores["sft"], scores["sft+grpo"], scores["sft+igpo"], grpo_metrics, igpo_metrics)
+
+
+def _artifact(name_or_id: str):
+    """An artifact version of an earlier run, by id or by name (latest version)."""
+    return Client().get_artifact_version(name_or_id)
+
+
+@pipeline(enable_cache=True)
+def rl_pipeline(checkpoint: str = "sft_checkpoint", rl_table: str = "rl_table") -> None:
+    """RL only, from an existing checkpoint artifact and RL table artifact (names or ids)."""
+    train_igpo(_artifact(checkpoint), _artifact(rl_table))
+
+
+@pipeline(enable_cache=True)
+def evaluate_pipeline(checkpoint: str = "rl_checkpoint", eval_table: str = "eval_table", model_name: str = "model") -> None:
+    """Evaluation only, of an existing checkpoint artifact on an existing benchmark table artifact."""
+    evaluate_benchmarks(_artifact(checkpoint), _artifact(eval_table), model_name=model_name)

@@ -1,0 +1,40 @@
+"""Print the results of the latest ``igpo_pipeline`` run and where to look further.
+
+    python -m pipelines.show_results [--run RUN_NAME_OR_ID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from zenml.client import Client
+
+    from pipelines.stack import mlflow_tracking_uri
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", help="run name or id (default: the latest igpo_pipeline run)")
+    args = parser.parse_args(argv)
+    client = Client()
+    if args.run:
+        run = client.get_pipeline_run(args.run)
+    else:
+        run = client.get_pipeline("igpo_pipeline").last_run
+    report = run.steps["build_report"]
+    print(f"\nIGPO demo results, run {run.name} ({run.status.value})\n")
+    print(report.outputs["results"][0].load())
+    print(
+        "\nWhere to look:\n"
+        f"  report:    open the 'report' artifact of step build_report in the dashboard\n"
+        f"  dashboard: .venv/bin/zenml login --local   (http://127.0.0.1:8237, runs > {run.name}); stop with zenml logout --local\n"
+        f"  MLflow:    .venv/bin/mlflow ui --backend-store-uri {mlflow_tracking_uri()}   (http://127.0.0.1:5000)\n"
+        f"  per-step metrics, checkpoints and tables are artifacts of run {run.id}"
+    )
+
+
+if __name__ == "__main__":
+    main()

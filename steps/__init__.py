@@ -1,0 +1,1 @@
+"""ZenML steps: one thin wrapper per stage over the core package ``igpo``."""

@@ -1,0 +1,97 @@
+"""What every step shares: a scratch directory for directory artifacts, tables in and out, MLflow logging."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+
+def new_output_dir(name: str) -> Path:
+    """A fresh local directory for a directory artifact; ZenML's Path materializer archives it on return."""
+    return Path(tempfile.mkdtemp(prefix=f"igpo-{name}-"))
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas()
+
+
+def active_mlflow() -> Any | None:
+    """The mlflow module when the running step has an MLflow experiment tracker, else None."""
+    from zenml.client import Client
+
+    tracker = Client().active_stack.experiment_tracker
+    if tracker is None or tracker.flavor != "mlflow":
+        return None
+    import mlflow
+
+    return mlflow if mlflow.active_run() is not None else None
+
+
+def numeric_metrics(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """The finite numeric entries of a (nested) metrics dict, nested keys joined by '/'."""
+    out: dict[str, float] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(numeric_metrics(value, f"{prefix}{key}/"))
+            continue
+        if isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, (int, float)) and math.isfinite(float(value)):
+            out[f"{prefix}{key}"] = float(value)
+    return out
+
+
+def log_step_and_model_metadata(metadata: dict[str, Any]) -> None:
+    """Metadata on the running step, and on the run's ZenML Model version when the pipeline has one."""
+    from zenml import get_step_context, log_metadata
+
+    log_metadata(metadata)
+    if get_step_context().model_version is not None:
+        log_metadata(metadata, infer_model=True)
+
+
+def resumable_work_dir(config: Any) -> Path:
+    """A directory for a training step's checkpoints that is the same every time the step runs with the same
+    inputs and config, so a re-run after a crash resumes instead of starting over.
+
+    Keyed by the step name, the config, and the ids of the input artifacts. Lives under
+    ``$IGPO_WORK_DIR`` if set, else next to the local artifact store.
+    """
+    import hashlib
+    import os
+
+    from zenml import get_step_context
+    from zenml.client import Client
+
+    context = get_step_context()
+    inputs = sorted(
+        f"{name}={artifact.id}"
+        for name, artifacts in context.inputs.items()
+        for artifact in (artifacts if isinstance(artifacts, list) else [artifacts])
+    )
+    key = hashlib.sha256("\n".join([context.step_name, config.model_dump_json(), *inputs]).encode()).hexdigest()[:16]
+    root = os.environ.get("IGPO_WORK_DIR")
+    if root is None:
+        store = Client().active_stack.artifact_store.path
+        root = os.path.join(store, "igpo-work") if "://" not in store else os.path.join(tempfile.gettempdir(), "igpo-work")
+    path = Path(root) / f"{context.step_name}-{key}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def mlflow_step_logger(prefix: str = ""):
+    """An ``on_step(step, metrics)`` callback logging a pydantic metrics model to MLflow, or None without MLflow."""
+    mlflow = active_mlflow()
+    if mlflow is None:
+        return None
+
+    def on_step(step: int, metrics: Any) -> None:
+        values = numeric_metrics(metrics.model_dump() if hasattr(metrics, "model_dump") else dict(metrics))
+        mlflow.log_metrics({f"{prefix}{k}": v for k, v in values.items()}, step=step)
+
+    return on_step

@@ -1,0 +1,36 @@
+"""Step: IGPO (or GRPO, with ``algorithm: grpo``) RL from a checkpoint on prompts with y* traces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+from zenml import log_metadata, step
+
+from igpo.models import finish_model_dir, load_model_dir, model_config_of
+from igpo.rl.config import RLConfig
+from igpo.rl.trainer import train_rl
+from steps._io import log_step_and_model_metadata, mlflow_step_logger, new_output_dir, numeric_metrics, resumable_work_dir
+
+
+@step
+def train_igpo(
+    checkpoint: Path, rl_table: pd.DataFrame, config: RLConfig
+) -> tuple[Annotated[Path, "rl_checkpoint"], Annotated[pd.DataFrame, "rl_metrics"]]:
+    """The RL checkpoint and one row of metrics per RL step (flattened); resumes after a crash."""
+    import torch
+
+    lm = load_model_dir(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+    output = new_output_dir(config.algorithm)
+    result = train_rl(
+        lm, rl_table.to_dict("records"), config, checkpoint_dir=str(resumable_work_dir(config)),
+        output_dir=str(output), on_step=mlflow_step_logger(f"{config.algorithm}/"),
+    )
+    finish_model_dir(lm, output, model_config_of(checkpoint))
+    metrics = pd.DataFrame([numeric_metrics(m.model_dump()) for m in result.metrics])
+    summary = {k: float(metrics[k].mean()) for k in ("all_wrong_fraction", "zero_advantage_fraction", "accuracy") if k in metrics}
+    log_step_and_model_metadata({config.algorithm: {**summary, "resumed_from": result.resumed_from}})
+    # GRPO and IGPO both output "rl_checkpoint"; the algorithm on the artifact tells the versions apart.
+    log_metadata({"algorithm": config.algorithm}, artifact_name="rl_checkpoint", infer_artifact=True)
+    return output, metrics

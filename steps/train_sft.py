@@ -1,0 +1,41 @@
+"""Step: length-aligned masked-diffusion SFT of the base model on the (rewritten) SFT table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+from zenml import step
+
+from igpo.models import finish_model_dir, load_model_dir, model_config_of
+from igpo.sft import SFTConfig, train_sft as _train_sft
+from steps._io import log_step_and_model_metadata, mlflow_step_logger, new_output_dir, resumable_work_dir
+
+
+@step
+def train_sft(
+    base_model: Path, sft_table: pd.DataFrame, config: SFTConfig
+) -> tuple[Annotated[Path, "sft_checkpoint"], Annotated[pd.DataFrame, "sft_metrics"]]:
+    """The SFT checkpoint (safetensors directory) and the per-step loss table; resumes after a crash."""
+    import torch
+
+    lm = load_model_dir(base_model, "cuda" if torch.cuda.is_available() else "cpu")
+    steps: list[dict] = []
+    log_mlflow = mlflow_step_logger("sft/")
+
+    def on_step(step: int, metrics) -> None:
+        steps.append(metrics.model_dump())
+        if log_mlflow:
+            log_mlflow(step, metrics)
+
+    output = new_output_dir("sft")
+    result = _train_sft(
+        lm, sft_table["question"].tolist(), sft_table["reasoning"].tolist(), config,
+        checkpoint_dir=resumable_work_dir(config), output_dir=output, on_step=on_step,
+    )
+    finish_model_dir(lm, output, model_config_of(base_model))
+    log_step_and_model_metadata({"sft": {"final_loss": result.losses[-1] if result.losses else None,
+                                         "dropped": result.dropped, "truncated": result.truncated,
+                                         "resumed_from": result.resumed_from}})
+    return output, pd.DataFrame(steps)
