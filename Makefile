@@ -10,7 +10,7 @@ export ZENML_ANALYTICS_OPT_IN := false
 export DS_ACCELERATOR ?= cpu
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo smoke test lint clean
+.PHONY: setup demo smoke test lint clean dashboard mlflow-ui
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,8 +20,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# The main job: set up the local stack (idempotent), run the demo pipeline, print the results.
 demo: setup
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m igpo.smoke
+	$(PY) -m pipelines.stack
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(VENV)/bin/zenml pipeline run pipelines.igpo.igpo_pipeline \
+		--config configs/demo_tiny_cpu.yaml
+	$(PY) -m pipelines.show_results
 
 smoke: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m igpo.smoke
@@ -34,3 +38,6 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) .cache *.egg-info
+
+mlflow-ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.cache/mlflow/mlflow.db
