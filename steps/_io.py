@@ -24,6 +24,8 @@ def active_mlflow() -> Any | None:
     """The mlflow module when the running step has an MLflow experiment tracker, else None."""
     from zenml.client import Client
 
+    if _step_context() is None:
+        return None
     tracker = Client().active_stack.experiment_tracker
     if tracker is None or tracker.flavor != "mlflow":
         return None
@@ -48,11 +50,31 @@ def numeric_metrics(values: dict[str, Any], prefix: str = "") -> dict[str, float
 
 def log_step_and_model_metadata(metadata: dict[str, Any]) -> None:
     """Metadata on the running step, and on the run's ZenML Model version when the pipeline has one."""
-    from zenml import get_step_context, log_metadata
+    from zenml import log_metadata
 
+    context = _step_context()
+    if context is None:  # called through .entrypoint(), outside a pipeline run
+        return
     log_metadata(metadata)
-    if get_step_context().model_version is not None:
+    if context.model_version is not None:
         log_metadata(metadata, infer_model=True)
+
+
+def log_artifact_metadata(output_name: str, metadata: dict[str, Any]) -> None:
+    """Metadata on one output artifact of the running step (skipped outside a pipeline run)."""
+    from zenml import log_metadata
+
+    if _step_context() is not None:
+        log_metadata(metadata, artifact_name=output_name, infer_artifact=True)
+
+
+def _step_context() -> Any | None:
+    from zenml import get_step_context
+
+    try:
+        return get_step_context()
+    except RuntimeError:
+        return None
 
 
 def resumable_work_dir(config: Any) -> Path:
@@ -65,21 +87,21 @@ def resumable_work_dir(config: Any) -> Path:
     import hashlib
     import os
 
-    from zenml import get_step_context
     from zenml.client import Client
 
-    context = get_step_context()
+    context = _step_context()
+    step_name = context.step_name if context else "entrypoint"
     inputs = sorted(
         f"{name}={artifact.id}"
-        for name, artifacts in context.inputs.items()
+        for name, artifacts in (context.inputs.items() if context else ())
         for artifact in (artifacts if isinstance(artifacts, list) else [artifacts])
     )
-    key = hashlib.sha256("\n".join([context.step_name, config.model_dump_json(), *inputs]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\n".join([step_name, config.model_dump_json(), *inputs]).encode()).hexdigest()[:16]
     root = os.environ.get("IGPO_WORK_DIR")
     if root is None:
         store = Client().active_stack.artifact_store.path
         root = os.path.join(store, "igpo-work") if "://" not in store else os.path.join(tempfile.gettempdir(), "igpo-work")
-    path = Path(root) / f"{context.step_name}-{key}"
+    path = Path(root) / f"{step_name}-{key}"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

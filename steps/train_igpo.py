@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
-from zenml import log_metadata, step
+from zenml import step
 
 from igpo.models import finish_model_dir, load_model_dir, model_config_of
 from igpo.rl.config import RLConfig
 from igpo.rl.trainer import train_rl
-from steps._io import log_step_and_model_metadata, mlflow_step_logger, new_output_dir, numeric_metrics, resumable_work_dir
+from steps._io import log_artifact_metadata, log_step_and_model_metadata, mlflow_step_logger, new_output_dir, numeric_metrics, resumable_work_dir
 
 
 @step
@@ -32,5 +32,5 @@ def train_igpo(
     summary = {k: float(metrics[k].mean()) for k in ("all_wrong_fraction", "zero_advantage_fraction", "accuracy") if k in metrics}
     log_step_and_model_metadata({config.algorithm: {**summary, "resumed_from": result.resumed_from}})
     # GRPO and IGPO both output "rl_checkpoint"; the algorithm on the artifact tells the versions apart.
-    log_metadata({"algorithm": config.algorithm}, artifact_name="rl_checkpoint", infer_artifact=True)
+    log_artifact_metadata("rl_checkpoint", {"algorithm": config.algorithm})
     return output, metrics
