@@ -40,6 +40,11 @@ class TinyModelConfig(StrictConfig):
     head_dim: int = Field(16, ge=4, description="Width of one attention head.")
     intermediate_size: int = Field(256, ge=8, description="MLP width.")
     max_position_embeddings: int = Field(1024, ge=16, description="Longest sequence (prompt + completion).")
+    rope_theta: float = Field(
+        10_000.0, gt=0,
+        description="RoPE base. Gemma-3's global-attention default (1e6) leaves a 16-wide head almost no "
+        "short-range position signal, which a tiny model needs to find the k-th operand of a prompt.",
+    )
     seed: int = Field(0, description="Seed of the weight initialisation (a local torch.Generator state).")
 
 
@@ -81,6 +86,10 @@ def build_tiny_model(tokenizer: PreTrainedTokenizerFast, config: TinyModelConfig
         max_position_embeddings=config.max_position_embeddings,
         use_bidirectional_attention=True,
         layer_types=["full_attention"] * config.num_layers,
+        rope_parameters={
+            kind: {"rope_type": "default", "rope_theta": config.rope_theta}
+            for kind in ("full_attention", "sliding_attention")
+        },
         sliding_window=config.max_position_embeddings,
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,

@@ -16,17 +16,17 @@ def shrunk_demo_config(rl_seed: int = 0) -> dict:
     steps = config["steps"]
     steps["prepare_base_model"]["parameters"]["config"]["tiny"].update(num_layers=1, hidden_size=32, head_dim=8,
                                                                         intermediate_size=64)
-    steps["ingest_datasets"]["parameters"]["config"]["demo"].update(num_train=40, num_test=8)
+    steps["ingest_datasets"]["parameters"]["config"]["demo"].update(num_train=24, num_test=8)
     steps["train_sft"]["parameters"]["config"].update(steps=6, batch_size=4, checkpoint={"every_steps": 3})
     for name in ("train_grpo", "train_igpo"):
         rl = dict(steps[name]["parameters"]["config"])
         rl.update(steps=2, batch_size=2, group_size=2, seed=rl_seed, checkpoint={"every_steps": 1},
-                  rollout={"gen_length": 48, "block_length": 16, "steps": 6, "temperature": 1.0})
+                  rollout={"gen_length": 32, "block_length": 16, "steps": 4, "temperature": 1.0})
         steps[name]["parameters"]["config"] = rl
     for name in ("evaluate_base", "evaluate_sft", "evaluate_grpo", "evaluate_igpo"):
         steps[name]["parameters"]["config"] = {
             "benchmarks": [{"name": "demo", "samples": 1, "limit": 4,
-                            "sampler": {"gen_length": 48, "block_length": 16, "steps": 6, "temperature": 0.0}}],
+                            "sampler": {"gen_length": 32, "block_length": 16, "steps": 4, "temperature": 0.0}}],
             "batch_size": 8,
         }
     return config
