@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 import torch
@@ -37,7 +37,7 @@ class BenchmarkConfig(StrictConfig):
     limit: int | None = Field(None, ge=1, description="Score only the first N questions (quick runs); None = all.")
 
     @model_validator(mode="after")
-    def _greedy_needs_one_sample(self) -> "BenchmarkConfig":
+    def _greedy_needs_one_sample(self) -> BenchmarkConfig:
         if self.sampler.temperature == 0 and self.samples > 1:
             raise ValueError(f"benchmark {self.name}: samples={self.samples} with temperature 0 repeats one greedy answer")
         return self

@@ -181,7 +181,7 @@ class BaseModelConfig(StrictConfig):
     model: ModelConfig | None = Field(None, description="The pretrained model (source='pretrained').")
 
     @model_validator(mode="after")
-    def _source_matches(self) -> "BaseModelConfig":
+    def _source_matches(self) -> BaseModelConfig:
         if self.source == "pretrained" and self.model is None:
             raise ValueError("model: required when source is 'pretrained'")
         if self.source == "tiny" and self.model is not None:

@@ -38,7 +38,7 @@ class SamplerConfig(StrictConfig):
     )
 
     @model_validator(mode="after")
-    def _check_schedule(self) -> "SamplerConfig":
+    def _check_schedule(self) -> SamplerConfig:
         if self.gen_length % self.block_length:
             raise ValueError(
                 f"gen_length ({self.gen_length}) must be a multiple of block_length ({self.block_length})"

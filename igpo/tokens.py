@@ -30,7 +30,7 @@ class SpecialTokens:
         return tuple(sorted({self.eos_id, self.eot_id}))
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Any, model_config: Any | None = None) -> "SpecialTokens":
+    def from_tokenizer(cls, tokenizer: Any, model_config: Any | None = None) -> SpecialTokens:
         """Resolve ids from the tokenizer first, then the model config (LLaDA and Dream configs carry
         ``mask_token_id``), then well-known token names. Raises ValueError naming what is missing."""
         vocab = tokenizer.get_vocab()

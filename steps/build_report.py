@@ -8,7 +8,8 @@ import pandas as pd
 from zenml import step
 from zenml.types import HTMLString
 
-from igpo.report import build_report as _build_report, results_table
+from igpo.report import build_report as _build_report
+from igpo.report import results_table
 from steps._io import active_mlflow, log_step_and_model_metadata
 
 

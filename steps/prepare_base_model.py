@@ -7,7 +7,8 @@ from typing import Annotated
 
 from zenml import step
 
-from igpo.models import BaseModelConfig, prepare_base_model as _prepare
+from igpo.models import BaseModelConfig
+from igpo.models import prepare_base_model as _prepare
 from steps._io import new_output_dir
 
 

@@ -11,7 +11,14 @@ from zenml import step
 from igpo.models import finish_model_dir, load_model_dir, model_config_of
 from igpo.rl.config import RLConfig
 from igpo.rl.trainer import train_rl
-from steps._io import log_artifact_metadata, log_step_and_model_metadata, mlflow_step_logger, new_output_dir, numeric_metrics, resumable_work_dir
+from steps._io import (
+    log_artifact_metadata,
+    log_step_and_model_metadata,
+    mlflow_step_logger,
+    new_output_dir,
+    numeric_metrics,
+    resumable_work_dir,
+)
 
 
 @step

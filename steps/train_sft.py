@@ -9,7 +9,8 @@ import pandas as pd
 from zenml import step
 
 from igpo.models import finish_model_dir, load_model_dir, model_config_of
-from igpo.sft import SFTConfig, train_sft as _train_sft
+from igpo.sft import SFTConfig
+from igpo.sft import train_sft as _train_sft
 from steps._io import log_step_and_model_metadata, mlflow_step_logger, new_output_dir, resumable_work_dir
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from shrink import shrunk_demo_config, write_config  # noqa: E402
+from shrink import shrunk_demo_config, write_config
 
 pytestmark = pytest.mark.slow
 
