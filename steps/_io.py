@@ -117,3 +117,28 @@ def mlflow_step_logger(prefix: str = ""):
         mlflow.log_metrics({f"{prefix}{k}": v for k, v in values.items()}, step=step)
 
     return on_step
+
+
+class MetricsLog:
+    """Per-step metrics appended to ``<work_dir>/metrics.jsonl`` as they arrive, so a run resumed after a crash
+    still reports every step (a step redone after the crash keeps its latest record). Also forwards each record
+    to MLflow when the step has an MLflow tracker."""
+
+    def __init__(self, work_dir: Path, mlflow_prefix: str) -> None:
+        self.path = Path(work_dir) / "metrics.jsonl"
+        self.mlflow = mlflow_step_logger(mlflow_prefix)
+
+    def __call__(self, step: int, metrics: Any) -> None:
+        import json
+
+        record = {"step": step, **numeric_metrics(metrics.model_dump())}
+        with self.path.open("a") as sink:
+            sink.write(json.dumps(record) + "\n")
+        if self.mlflow is not None:
+            self.mlflow(step, metrics)
+
+    def table(self) -> pd.DataFrame:
+        if not self.path.exists():
+            return pd.DataFrame()
+        records = pd.read_json(self.path, lines=True)
+        return records.drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)

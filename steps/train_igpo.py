@@ -12,11 +12,10 @@ from igpo.models import finish_model_dir, load_model_dir, model_config_of
 from igpo.rl.config import RLConfig
 from igpo.rl.trainer import train_rl
 from steps._io import (
+    MetricsLog,
     log_artifact_metadata,
     log_step_and_model_metadata,
-    mlflow_step_logger,
     new_output_dir,
-    numeric_metrics,
     resumable_work_dir,
 )
 
@@ -29,15 +28,14 @@ def train_igpo(
     import torch
 
     lm = load_model_dir(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
-    output = new_output_dir(config.algorithm)
-    result = train_rl(
-        lm, rl_table.to_dict("records"), config, checkpoint_dir=str(resumable_work_dir(config)),
-        output_dir=str(output), on_step=mlflow_step_logger(f"{config.algorithm}/"),
-    )
+    work_dir, output = resumable_work_dir(config), new_output_dir(config.algorithm)
+    metrics = MetricsLog(work_dir, f"{config.algorithm}/")
+    result = train_rl(lm, rl_table.to_dict("records"), config, checkpoint_dir=str(work_dir / "checkpoints"),
+                      output_dir=str(output), on_step=metrics)
     finish_model_dir(lm, output, model_config_of(checkpoint))
-    metrics = pd.DataFrame([numeric_metrics(m.model_dump()) for m in result.metrics])
-    summary = {k: float(metrics[k].mean()) for k in ("all_wrong_fraction", "zero_advantage_fraction", "accuracy") if k in metrics}
+    table = metrics.table()
+    summary = {k: float(table[k].mean()) for k in ("all_wrong_fraction", "zero_advantage_fraction", "accuracy") if k in table}
     log_step_and_model_metadata({config.algorithm: {**summary, "resumed_from": result.resumed_from}})
     # GRPO and IGPO both output "rl_checkpoint"; the algorithm on the artifact tells the versions apart.
     log_artifact_metadata("rl_checkpoint", {"algorithm": config.algorithm})
-    return output, metrics
+    return output, table

@@ -11,7 +11,7 @@ from zenml import step
 from igpo.models import finish_model_dir, load_model_dir, model_config_of
 from igpo.sft import SFTConfig
 from igpo.sft import train_sft as _train_sft
-from steps._io import log_step_and_model_metadata, mlflow_step_logger, new_output_dir, resumable_work_dir
+from steps._io import MetricsLog, log_step_and_model_metadata, new_output_dir, resumable_work_dir
 
 
 @step
@@ -22,21 +22,14 @@ def train_sft(
     import torch
 
     lm = load_model_dir(base_model, "cuda" if torch.cuda.is_available() else "cpu")
-    steps: list[dict] = []
-    log_mlflow = mlflow_step_logger("sft/")
-
-    def on_step(step: int, metrics) -> None:
-        steps.append(metrics.model_dump())
-        if log_mlflow:
-            log_mlflow(step, metrics)
-
-    output = new_output_dir("sft")
+    work_dir, output = resumable_work_dir(config), new_output_dir("sft")
+    metrics = MetricsLog(work_dir, "sft/")
     result = _train_sft(
         lm, sft_table["question"].tolist(), sft_table["reasoning"].tolist(), config,
-        checkpoint_dir=resumable_work_dir(config), output_dir=output, on_step=on_step,
+        checkpoint_dir=work_dir / "checkpoints", output_dir=output, on_step=metrics,
     )
     finish_model_dir(lm, output, model_config_of(base_model))
     log_step_and_model_metadata({"sft": {"final_loss": result.losses[-1] if result.losses else None,
                                          "dropped": result.dropped, "truncated": result.truncated,
                                          "resumed_from": result.resumed_from}})
-    return output, pd.DataFrame(steps)
+    return output, metrics.table()
