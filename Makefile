@@ -10,7 +10,7 @@ export ZENML_ANALYTICS_OPT_IN := false
 export DS_ACCELERATOR ?= cpu
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo smoke test lint clean dashboard mlflow-ui
+.PHONY: setup demo smoke test lint clean dashboard mlflow-ui bench
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -41,3 +41,11 @@ clean:
 
 mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.cache/mlflow/mlflow.db
+
+# Benchmarks (benchmarks/README.md). GPU: make bench BENCH_ARGS="--device cuda" DS_ACCELERATOR=cuda
+BENCH_ARGS ?=
+bench: setup
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/rollout_throughput.py $(BENCH_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/train_step.py $(BENCH_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/igpo_effect.py --workers 2 $(BENCH_ARGS)
+	$(PY) benchmarks/summarize.py

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure and print numbers (see benchmarks/README.md); never pass/fail on time."""

@@ -1,0 +1,279 @@
+"""Training-step cost: seconds per RL step split by phase for GRPO and IGPO at the same batch, and SFT
+tokens per second, each next to a matmul peak measured in the same run.
+
+    python benchmarks/train_step.py                   # CPU defaults (about 7 minutes on 1 busy core)
+    python benchmarks/train_step.py --device cuda     # GPU: also the ~50M model, bf16
+    python benchmarks/train_step.py --quick           # smoke test, seconds
+
+RL: ``igpo.rl.trainer.train_rl`` on demo-task prompts, B prompts x G completions per step with the reference
+run's shape scaled down (steps = L/2, block 32, temperature 1.2, mu = 4 inner updates, beta = 0.01 so the
+reference log-probs are part of the cost). The phase seconds are the trainer's own ``RLStepMetrics.seconds``;
+the first step is a warm-up and is not counted. Both algorithms start from the same weights with the same
+seed. By default the model is freshly initialised, so every group is all-wrong and IGPO's repair phase runs
+an inpainting rollout for every group: the worst case of its cost (``--model-dir`` takes a trained
+checkpoint instead; the all-wrong fraction is reported next to the timings).
+
+SFT: ``igpo.sft.train_sft`` on the demo task (responses padded to 64 tokens), tokens (prompt + response + padding) per second from
+``SFTStepMetrics``, first step not counted; achieved FLOP/s = 3 x the analytic forward FLOPs (forward +
+backward) per second.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import common
+
+PHASES = ("rollout", "reward", "repair", "logprobs", "advantages", "update")
+
+
+def demo_rows(num_steps: int, count: int, seed: int = 0) -> list[dict[str, Any]]:
+    from igpo.data.config import DemoTaskConfig
+    from igpo.data.demo_task import generate_demo_task
+
+    train, _ = generate_demo_task(
+        DemoTaskConfig(num_train=count, num_test=1, num_steps=num_steps, reasoning="concise", seed=seed)
+    )
+    return train.to_pylist()
+
+
+def bench_rl(lm: Any, rows: list[dict[str, Any]], args: Any, device: str, dtype: Any) -> list[dict[str, Any]]:
+    """One entry per algorithm: per-phase seconds (mean with 95% interval over the timed steps)."""
+    from igpo.rl.config import RLConfig
+    from igpo.rl.trainer import train_rl
+    from igpo.sampler import SamplerConfig
+
+    out = []
+    for algorithm in ("grpo", "igpo"):
+        policy = copy.deepcopy(lm)
+        config = RLConfig(
+            algorithm=algorithm,
+            steps=args.rl_steps + 1,
+            batch_size=args.batch_size,
+            group_size=args.group_size,
+            mu=args.mu,
+            beta=args.beta,
+            learning_rate=1e-5,
+            s_min=3,
+            s_max=6,
+            rollout=SamplerConfig(
+                gen_length=args.gen_length,
+                block_length=args.block_length,
+                steps=args.gen_length // 2,
+                temperature=1.2,
+            ),
+            seed=0,
+        )
+        peak = common.matmul_peak(device, dtype)
+        with common.PeakMemory(device) as memory:
+            result = train_rl(policy, rows, config, progress=False)
+        timed = result.metrics[1:]  # the first step warms up allocators and kernels
+        phases = {p: common.interval([getattr(m.seconds, p) for m in timed]) for p in PHASES}
+        totals = [sum(getattr(m.seconds, p) for p in PHASES) for m in timed]
+        entry = {
+            "algorithm": algorithm,
+            "config": config.model_dump(mode="json"),
+            "timed_steps": len(timed),
+            "sequences_per_step": args.batch_size * args.group_size,
+            "matmul_peak_flops": peak,
+            "phase_seconds": phases,
+            "step_seconds": common.interval(totals),
+            "all_wrong_fraction": common.interval([m.all_wrong_fraction for m in timed]),
+            "inpaint_attempts_per_step": common.interval([m.inpaint_attempts for m in timed]),
+            "completion_tokens_per_step": common.interval(
+                [m.completion_length * args.batch_size * args.group_size for m in timed]
+            ),
+            "memory": memory.as_dict(),
+        }
+        out.append(entry)
+        print(
+            f"  {algorithm}: {entry['step_seconds']['mean']:.2f} s/step ("
+            + ", ".join(f"{p} {phases[p]['mean']:.2f}" for p in PHASES)
+            + f"), all-wrong {entry['all_wrong_fraction']['mean']:.2f}",
+            flush=True,
+        )
+    return out
+
+
+def bench_sft(
+    lm: Any, rows: list[dict[str, Any]], batch_size: int, steps: int, pad_to: int, device: str, dtype: Any
+) -> dict[str, Any]:
+    """SFT tokens per second over ``steps`` timed steps (after one warm-up step)."""
+    from igpo.sft import SFTConfig, SFTStepMetrics, train_sft
+
+    metrics: list[SFTStepMetrics] = []
+    model = copy.deepcopy(lm)
+    config = SFTConfig(
+        steps=steps + 1,
+        batch_size=batch_size,
+        learning_rate=1e-4,
+        max_response_tokens=pad_to,
+        pad_response_to=pad_to,
+        seed=0,
+    )
+    peak = common.matmul_peak(device, dtype)
+    with common.PeakMemory(device) as memory:
+        train_sft(
+            model,
+            [r["question"] for r in rows],
+            [r["reasoning"] for r in rows],
+            config,
+            progress=False,
+            on_step=lambda _, m: metrics.append(m),
+        )
+    timed = metrics[1:]
+    tokens, seconds = sum(m.tokens for m in timed), sum(m.seconds for m in timed)
+    shape = common.ModelShape.of(model.model)
+    length = timed[0].tokens // batch_size  # every batch is padded to the same width here
+    flops = 3 * shape.forward_flops(batch_size, length, length) * len(timed)  # forward + 2x backward
+    return {
+        "batch_size": batch_size,
+        "sequence_length": length,
+        "timed_steps": len(timed),
+        "tokens_per_second": tokens / seconds,
+        "step_seconds": common.interval([m.seconds for m in timed]),
+        "model_flops_per_second": flops / seconds,
+        "matmul_peak_flops": peak,
+        "peak_ratio": flops / seconds / peak,
+        "memory": memory.as_dict(),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = common.base_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--models", default=None, help="comma-separated tiny, medium (default: tiny on CPU, both on CUDA)"
+    )
+    parser.add_argument(
+        "--rl-models", default=None, help="models timed in RL (default: tiny on CPU, both on CUDA)"
+    )
+    parser.add_argument(
+        "--model-dir", default=None, help="start RL/SFT from this model directory instead of 'tiny'"
+    )
+    parser.add_argument("--batch-size", type=int, default=None, help="prompts per RL step B (default 8)")
+    parser.add_argument("--group-size", type=int, default=8, help="completions per prompt G")
+    parser.add_argument("--gen-length", type=int, default=None, help="completion length L (default 64)")
+    parser.add_argument("--block-length", type=int, default=None, help="block length (default 32)")
+    parser.add_argument("--mu", type=int, default=None, help="inner updates per RL step (default 4)")
+    parser.add_argument(
+        "--beta", type=float, default=0.01, help="KL weight (> 0 adds the reference log-probs)"
+    )
+    parser.add_argument(
+        "--rl-steps", type=int, default=None, help="timed RL steps after one warm-up (default 3)"
+    )
+    parser.add_argument(
+        "--sft-steps", type=int, default=None, help="timed SFT steps after one warm-up (default 5)"
+    )
+    parser.add_argument(
+        "--dtype", default=None, help="float32 or bfloat16 (default: float32 on CPU, bfloat16 on CUDA)"
+    )
+    args = parser.parse_args(argv)
+    common.set_threads(args.threads)
+    from igpo.models import DTYPES, load_model_dir
+
+    device = common.resolve_device(args.device)
+    cuda = device.startswith("cuda")
+    dtype = DTYPES[args.dtype or ("bfloat16" if cuda else "float32")]
+    q = args.quick
+    args.batch_size = args.batch_size or (2 if q else 8)
+    args.group_size = 2 if q else args.group_size
+    args.gen_length = args.gen_length or (16 if q else 64)
+    args.block_length = args.block_length or (8 if q else 32)
+    args.mu = args.mu or (1 if q else 4)
+    args.rl_steps = args.rl_steps or (1 if q else 3)
+    args.sft_steps = args.sft_steps or (1 if q else 5)
+    default_models = "tiny,medium" if cuda else "tiny"
+    sft_models = (args.models or ("tiny" if q else "tiny,medium" if not cuda else default_models)).split(",")
+    rl_models = (args.rl_models or ("tiny" if q else default_models)).split(",")
+
+    info = common.machine_info(device)
+    print(common.machine_line(info), flush=True)
+    began = time.perf_counter()
+    rows = demo_rows(num_steps=3, count=256)
+    payload: dict[str, Any] = {
+        "benchmark": "train_step",
+        "machine": info,
+        "command": common.command_line(),
+        "quick": q,
+        "rl": [],
+        "sft": [],
+    }
+    for name in dict.fromkeys(sft_models + rl_models):
+        if args.model_dir:
+            lm = load_model_dir(args.model_dir, device)
+            lm.model.to(dtype)
+            name = Path(args.model_dir).name
+        else:
+            lm = common.build_model(name, device, dtype)
+        params = common.parameter_count(lm)
+        print(f"{name}: {params / 1e6:.2f}M parameters", flush=True)
+        if name in rl_models or args.model_dir:
+            for entry in bench_rl(lm, rows, args, device, dtype):
+                payload["rl"].append({"model": name, "parameters": params, **entry})
+        if name in sft_models or args.model_dir:
+            batch = 16 if name == "tiny" else (16 if cuda else 8)
+            steps = args.sft_steps if (name == "tiny" or cuda or q) else min(args.sft_steps, 2)
+            entry = bench_sft(lm, rows, 2 if q else batch, steps, 32 if q else 64, device, dtype)
+            payload["sft"].append({"model": name, "parameters": params, **entry})
+            print(
+                f"  sft: {entry['tokens_per_second']:,.0f} tokens/s, {entry['peak_ratio']:.1%} of matmul peak",
+                flush=True,
+            )
+        if args.model_dir:
+            break
+    info["load_average_1m_end"] = common.os.getloadavg()[0]
+    payload["seconds"] = time.perf_counter() - began
+
+    rl_table = common.markdown_table(
+        ["model", "algorithm", "B x G", "step s", *PHASES, "all-wrong", "inpainted seqs"],
+        [
+            [
+                e["model"],
+                e["algorithm"].upper(),
+                f"{e['config']['batch_size']} x {e['config']['group_size']}",
+                common.fmt_interval(e["step_seconds"], 2),
+                *[f"{e['phase_seconds'][p]['mean']:.2f}" for p in PHASES],
+                f"{e['all_wrong_fraction']['mean']:.2f}",
+                f"{e['inpaint_attempts_per_step']['mean']:.0f}",
+            ]
+            for e in payload["rl"]
+        ],
+    )
+    sft_table = common.markdown_table(
+        ["model", "params", "batch x length", "tokens/s", "s/step", "GFLOP/s", "of matmul peak"],
+        [
+            [
+                e["model"],
+                f"{e['parameters'] / 1e6:.1f}M",
+                f"{e['batch_size']} x {e['sequence_length']}",
+                f"{e['tokens_per_second']:,.0f}",
+                common.fmt_interval(e["step_seconds"], 2),
+                f"{e['model_flops_per_second'] / 1e9:.2f}",
+                f"{e['peak_ratio']:.1%}",
+            ]
+            for e in payload["sft"]
+        ],
+    )
+    rl0 = payload["rl"][0]["config"] if payload["rl"] else {}
+    markdown = (
+        f"# Training step\n\nMachine: {common.machine_line(info)}\n\nCommand: `{common.command_line()}`\n\n"
+        f"## RL step (seconds per phase, mean over {args.rl_steps} timed steps; step s with 95% interval)\n\n"
+        f"{rl_table}\n\nL = {rl0.get('rollout', {}).get('gen_length')}, block {rl0.get('rollout', {}).get('block_length')}, "
+        f"steps L/2, T = 1.2, mu = {args.mu}, beta = {args.beta}. 'inpainted seqs' = IGPO's extra generated "
+        "completions per step (G per all-wrong group).\n\n"
+        f"## SFT\n\n{sft_table}\n\nGFLOP/s = 3 x analytic forward matmul FLOPs per second; the peak is a dense "
+        "matmul measured just before each row.\n"
+    )
+    common.write_results(args.out, "train_step", payload, markdown)
+    print(markdown)
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The benchmark scripts run in their --quick mode and write well-formed results; the shared helpers are
+right. Nothing here asserts on a time (benchmarks print numbers, tests never pass or fail on speed)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import common, igpo_effect, rollout_throughput, summarize, train_step
+
+MACHINE_KEYS = {"cpu", "cores", "torch", "torch_threads", "device"}
+
+
+def _load(out: Path, name: str) -> dict:
+    payload = json.loads((out / f"{name}.json").read_text())
+    markdown = (out / f"{name}.md").read_text()
+    assert MACHINE_KEYS <= set(payload["machine"]), payload["machine"]
+    assert "Machine: " in markdown and "Command: `" in markdown and "|---|" in markdown
+    return payload
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> Path:
+    """One results directory for the module, so the summary test sees every script's output."""
+    return tmp_path_factory.mktemp("bench")
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_analytic_flops_match_torch_flop_counter():
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    lm = common.build_model("tiny", "cpu")
+    lm.model.config._attn_implementation = "eager"  # sdpa kernels are not all counted on CPU
+    ids = torch.randint(0, 100, (3, 40))
+    with FlopCounterMode(display=False) as counter:
+        lm.logits(ids, None, torch.arange(30, 40))
+    assert counter.get_total_flops() == common.ModelShape.of(lm.model).forward_flops(3, 40, 10)
+
+
+def test_interval_and_paired_difference_by_hand():
+    stat = common.interval([1.0, 2.0, 3.0])
+    # t(0.975, df=2) = 4.3027; sem = 1 / sqrt(3)
+    assert stat["mean"] == pytest.approx(2.0)
+    assert stat["half_width"] == pytest.approx(4.302653 / 3**0.5, rel=1e-5)
+    diff = common.paired_difference([2.0, 3.0, 5.0], [1.0, 2.0, 3.0])
+    assert diff["mean"] == pytest.approx(4 / 3) and diff["relative"] == pytest.approx(10 / 6 - 1)
+    assert 0 < diff["p_value"] < 1
+    assert common.interval([0.5])["low"] is None
+
+
+def test_rollout_throughput_quick(out):
+    args = ["--quick", "--models", "tiny", "--block-lengths", "8,16", "--out", str(out)]
+    rollout_throughput.main([*args, "--budget-s", "0"])  # 0: every generation runs to the end
+    payload = _load(out, "rollout_throughput")
+    assert [r["mode"] for r in payload["rows"]] == ["full", "full"]
+    for row in payload["rows"]:
+        assert row["forwards_per_completion_token"] == pytest.approx(0.5)
+        assert _finite(row["completion_tokens_per_second"]) and _finite(row["peak_ratio"])
+        assert row["memory"]["peak_mib"] > 0
+    # A budget too small for any generation stops it and extrapolates from the timed iteration.
+    rollout_throughput.main([*args, "--budget-s", "1e-9"])
+    rows = _load(out, "rollout_throughput")["rows"]
+    assert all(
+        r["mode"].startswith("extrapolated") and _finite(r["completion_tokens_per_second"]) for r in rows
+    )
+
+
+def test_train_step_quick(out):
+    train_step.main(["--quick", "--out", str(out)])
+    payload = _load(out, "train_step")
+    assert [e["algorithm"] for e in payload["rl"]] == ["grpo", "igpo"]
+    grpo, igpo = payload["rl"]
+    assert set(grpo["phase_seconds"]) == set(train_step.PHASES)
+    assert grpo["inpaint_attempts_per_step"]["mean"] == 0 and igpo["inpaint_attempts_per_step"]["mean"] > 0
+    assert _finite(payload["sft"][0]["tokens_per_second"])
+
+
+def test_igpo_effect_quick(out):
+    igpo_effect.main(["--quick", "--out", str(out), "--cache", str(out / "cache")])
+    payload = _load(out, "igpo_effect")
+    seeds = payload["settings"]["seeds"]
+    assert len(payload["runs"]) == 2 * len(seeds)
+    for metric in igpo_effect.METRICS:
+        summary = payload["summary"][metric]
+        assert summary["grpo"]["n"] == summary["igpo"]["n"] == summary["igpo_minus_grpo"]["n"] == len(seeds)
+    # The checkpoint is cached: a second run reuses it.
+    assert (out / "cache" / f"sft-{payload['sft_checkpoint']['key']}" / "record.json").is_file()
+
+
+def test_summary_collects_every_script(out):
+    if not all((out / f"{n}.json").exists() for n in ("rollout_throughput", "train_step", "igpo_effect")):
+        pytest.skip("reads what the three script tests above wrote")
+    text = summarize.main(["--results", str(out)])
+    assert (out / "summary.md").read_text() == text
+    for title in ("Rollout throughput", "Training step", "The IGPO effect"):
+        assert f"**{title}**" in text
