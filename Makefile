@@ -10,7 +10,7 @@ export ZENML_ANALYTICS_OPT_IN := false
 export DS_ACCELERATOR ?= cpu
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo smoke test lint clean dashboard mlflow-ui bench
+.PHONY: setup demo smoke test lint clean dashboard mlflow-ui bench docker-stage
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -49,3 +49,7 @@ bench: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/train_step.py $(BENCH_ARGS)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/igpo_effect.py --workers 2 $(BENCH_ARGS)
 	$(PY) benchmarks/summarize.py
+
+# Build the step image on a locally made base and run a tiny SFT in it (needs root or a Docker daemon).
+docker-stage: setup
+	.ci/docker-stage

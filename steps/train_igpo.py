@@ -8,6 +8,7 @@ from typing import Annotated
 import pandas as pd
 from zenml import step
 
+from igpo.launch import launch_training, num_processes
 from igpo.models import finish_model_dir, load_model_dir, model_config_of
 from igpo.rl.config import RLConfig
 from igpo.rl.trainer import train_rl
@@ -15,27 +16,40 @@ from steps._io import (
     MetricsLog,
     log_artifact_metadata,
     log_step_and_model_metadata,
+    mlflow_step_logger,
     new_output_dir,
+    numeric_metrics,
     resumable_work_dir,
 )
 
 
 @step
 def train_igpo(
-    checkpoint: Path, rl_table: pd.DataFrame, config: RLConfig
+    checkpoint: Path, rl_table: pd.DataFrame, config: RLConfig, nproc: int | None = None
 ) -> tuple[Annotated[Path, "rl_checkpoint"], Annotated[pd.DataFrame, "rl_metrics"]]:
-    """The RL checkpoint and one row of metrics per RL step (flattened); resumes after a crash."""
+    """The RL checkpoint and one row of metrics per RL step (flattened); resumes after a crash.
+    With several GPUs (or ``nproc`` > 1) the trainer runs as one DeepSpeed rank per GPU (igpo.launch)."""
     import torch
 
-    lm = load_model_dir(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
-    work_dir, output = resumable_work_dir(config), new_output_dir(config.algorithm)
-    metrics = MetricsLog(work_dir, f"{config.algorithm}/")
-    result = train_rl(lm, rl_table.to_dict("records"), config, checkpoint_dir=str(work_dir / "checkpoints"),
-                      output_dir=str(output), on_step=metrics)
-    finish_model_dir(lm, output, model_config_of(checkpoint))
-    table = metrics.table()
+    work_dir = resumable_work_dir(config)
+    if (n := num_processes(nproc)) > 1:
+        run = launch_training("rl", checkpoint, rl_table, config, work_dir=work_dir / "launch", nproc=n,
+                              checkpoint_dir=work_dir / "checkpoints")
+        if (log_mlflow := mlflow_step_logger(f"{config.algorithm}/")) is not None:
+            for record in run.metrics:
+                log_mlflow(record["step"], record)
+        output, resumed_from = run.output_dir, run.summary["resumed_from"]
+        table = pd.DataFrame([{**numeric_metrics(r), "step": r["step"]} for r in run.metrics])
+    else:
+        lm = load_model_dir(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
+        output = new_output_dir(config.algorithm)
+        metrics = MetricsLog(work_dir, f"{config.algorithm}/")
+        result = train_rl(lm, rl_table.to_dict("records"), config, checkpoint_dir=str(work_dir / "checkpoints"),
+                          output_dir=str(output), on_step=metrics)
+        finish_model_dir(lm, output, model_config_of(checkpoint))
+        table, resumed_from = metrics.table(), result.resumed_from
     summary = {k: float(table[k].mean()) for k in ("all_wrong_fraction", "zero_advantage_fraction", "accuracy") if k in table}
-    log_step_and_model_metadata({config.algorithm: {**summary, "resumed_from": result.resumed_from}})
+    log_step_and_model_metadata({config.algorithm: {**summary, "resumed_from": resumed_from}})
     # GRPO and IGPO both output "rl_checkpoint"; the algorithm on the artifact tells the versions apart.
     log_artifact_metadata("rl_checkpoint", {"algorithm": config.algorithm})
     return output, table

@@ -8,21 +8,39 @@ from typing import Annotated
 import pandas as pd
 from zenml import step
 
+from igpo.launch import launch_training, num_processes
 from igpo.models import finish_model_dir, load_model_dir, model_config_of
 from igpo.sft import SFTConfig
 from igpo.sft import train_sft as _train_sft
-from steps._io import MetricsLog, log_step_and_model_metadata, new_output_dir, resumable_work_dir
+from steps._io import (
+    MetricsLog,
+    log_step_and_model_metadata,
+    mlflow_step_logger,
+    new_output_dir,
+    numeric_metrics,
+    resumable_work_dir,
+)
 
 
 @step
 def train_sft(
-    base_model: Path, sft_table: pd.DataFrame, config: SFTConfig
+    base_model: Path, sft_table: pd.DataFrame, config: SFTConfig, nproc: int | None = None
 ) -> tuple[Annotated[Path, "sft_checkpoint"], Annotated[pd.DataFrame, "sft_metrics"]]:
-    """The SFT checkpoint (safetensors directory) and the per-step loss table; resumes after a crash."""
+    """The SFT checkpoint (safetensors directory) and the per-step loss table; resumes after a crash.
+    With several GPUs (or ``nproc`` > 1) the trainer runs as one DeepSpeed rank per GPU (igpo.launch)."""
     import torch
 
+    work_dir = resumable_work_dir(config)
+    if (n := num_processes(nproc)) > 1:
+        run = launch_training("sft", base_model, sft_table, config, work_dir=work_dir / "launch", nproc=n,
+                              checkpoint_dir=work_dir / "checkpoints")
+        if (log_mlflow := mlflow_step_logger("sft/")) is not None:
+            for record in run.metrics:
+                log_mlflow(record["step"], record)
+        log_step_and_model_metadata({"sft": {**run.summary, "processes": n}})
+        return run.output_dir, pd.DataFrame([{**numeric_metrics(r), "step": r["step"]} for r in run.metrics])
     lm = load_model_dir(base_model, "cuda" if torch.cuda.is_available() else "cpu")
-    work_dir, output = resumable_work_dir(config), new_output_dir("sft")
+    output = new_output_dir("sft")
     metrics = MetricsLog(work_dir, "sft/")
     result = _train_sft(
         lm, sft_table["question"].tolist(), sft_table["reasoning"].tolist(), config,
