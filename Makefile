@@ -53,3 +53,12 @@ bench: setup
 # Build the step image on a locally made base and run a tiny SFT in it (needs root or a Docker daemon).
 docker-stage: setup
 	.ci/docker-stage
+
+# Local ZenML server with its bundled dashboard at http://127.0.0.1:8237; stop it with `zenml logout --local`.
+# The onboarding flag is set for the local user so the first visit opens the runs, not a survey form
+# (not yet checked in a browser).
+dashboard: setup
+	$(VENV)/bin/zenml login --local
+	$(PY) -c "from zenml.client import Client; c = Client(); u = c.active_user; \
+c.update_user(u.id, updated_metadata={**(u.user_metadata or {}), 'finished_onboarding_survey': True})"
+	@echo "Dashboard: http://127.0.0.1:8237  (stop: $(VENV)/bin/zenml logout --local)"

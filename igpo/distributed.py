@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 # DeepSpeed keys that our trainer config decides; a JSON may leave them out, write "auto", or repeat
 # the same value (anything else is a contradiction and an error).
 _DERIVED_KEYS = ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size", "gradient_clipping")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many updates in a row had a non-finite loss or gradient (each one was skipped)."""
 
 
 class LoRAConfig(StrictConfig):
@@ -222,7 +227,13 @@ class TrainEngine:
     """Optimizer, schedule and gradient accumulation for one trainable module, in one process or under
     DeepSpeed. ``backward(loss, boundary)`` is called once per micro-batch; ``boundary=True`` on the last
     micro-batch of an update makes it clip, step the optimizer and the schedule, and zero the gradients.
-    Losses are expected to be already normalised over the whole update (no further scaling is done)."""
+    Losses are expected to be already normalised over the whole update (no further scaling is done).
+
+    An update whose loss (any micro-batch, any rank) or global gradient norm is non-finite is skipped:
+    no optimizer or schedule step, gradients dropped, ``skipped_updates`` counted. After
+    ``max_nonfinite_in_a_row`` skipped updates in a row, ``backward`` raises ``NonFiniteLossError``.
+    Ranks agree: the loss flag is summed over ranks before backward, and DeepSpeed's own step skips
+    on a non-finite global gradient norm (its ``skipped_steps``), which is the same on every rank."""
 
     def __init__(
         self,
@@ -237,12 +248,17 @@ class TrainEngine:
         micro_batch_size: int,
         deepspeed_config: str | Path | dict[str, Any] | None = None,
         merge_lora_on_save: bool = False,
+        max_nonfinite_in_a_row: int = 3,
     ):
         self.module = module
         self.grad_clip = grad_clip
         self.micro_batches_per_update = micro_batches_per_update
         self._micro_step = 0
         self.last_grad_norm = 0.0
+        self.max_nonfinite_in_a_row = max_nonfinite_in_a_row
+        self.skipped_updates = 0  # over the whole run (restored on resume through nonfinite_state)
+        self.nonfinite_in_a_row = 0
+        self._nonfinite_loss = False  # some micro-batch of the current update had a non-finite loss
         trainable = [p for p in module.parameters() if p.requires_grad]
         if not trainable:
             raise ValueError("the module has no trainable parameter")
@@ -283,7 +299,7 @@ class TrainEngine:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def backward(self, loss: torch.Tensor, boundary: bool) -> None:
-        """Accumulate ``loss``'s gradient; on the update's last micro-batch, step."""
+        """Accumulate ``loss``'s gradient; on the update's last micro-batch, step (or skip, see class doc)."""
         expected_boundary = (self._micro_step + 1) % self.micro_batches_per_update == 0
         if boundary != expected_boundary:
             raise RuntimeError(
@@ -291,20 +307,57 @@ class TrainEngine:
                 f"{self.micro_batches_per_update} micro-batches per update"
             )
         self._micro_step += 1
+        # Collective when several ranks train: every rank learns whether any rank's loss is non-finite.
+        local_bad = torch.tensor([0.0 if bool(torch.isfinite(loss.detach()).all()) else 1.0], device=loss.device)
+        self._nonfinite_loss |= bool(all_reduce_sum(local_bad).item() > 0)
         if self.deepspeed_engine is not None:
+            skipped_before = self.deepspeed_engine.skipped_steps
             self.deepspeed_engine.backward(loss, scale_wrt_gas=False)
             self.deepspeed_engine.step()  # DeepSpeed steps the optimizer only at its accumulation boundary
             if boundary:
                 norm = self.deepspeed_engine.get_global_grad_norm()
                 self.last_grad_norm = float(norm) if norm is not None else 0.0
+                # DeepSpeed skips on a non-finite global norm (same on every rank); a non-finite loss with
+                # finite gradients cannot be undone there, but it is counted alike on every rank.
+                skipped = self.deepspeed_engine.skipped_steps > skipped_before or not math.isfinite(self.last_grad_norm)
+                self._end_update(skipped or self._nonfinite_loss)
             return
         loss.backward()
         if boundary:
             trainable = [p for p in self.module.parameters() if p.requires_grad]
             self.last_grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, self.grad_clip))
-            self.optimizer.step()
-            self.scheduler.step()
+            skipped = self._nonfinite_loss or not math.isfinite(self.last_grad_norm)
+            if not skipped:
+                self.optimizer.step()
+                self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
+            self._end_update(skipped)
+
+    def _end_update(self, skipped: bool) -> None:
+        self._nonfinite_loss = False
+        if not skipped:
+            self.nonfinite_in_a_row = 0
+            return
+        self.skipped_updates += 1
+        self.nonfinite_in_a_row += 1
+        log.warning(
+            "non-finite loss or gradient norm (%s): update skipped (%d in a row, %d in all)",
+            self.last_grad_norm, self.nonfinite_in_a_row, self.skipped_updates,
+        )
+        if self.nonfinite_in_a_row >= self.max_nonfinite_in_a_row:
+            raise NonFiniteLossError(
+                f"{self.nonfinite_in_a_row} updates in a row had a non-finite loss or gradient "
+                f"(max_nonfinite_in_a_row = {self.max_nonfinite_in_a_row}); stopping. The last complete "
+                "checkpoint is untouched; lower the learning rate or check the data before resuming."
+            )
+
+    def nonfinite_state(self) -> dict[str, int]:
+        """The skip counters, for the trainer state of a checkpoint."""
+        return {"skipped_updates": self.skipped_updates, "nonfinite_in_a_row": self.nonfinite_in_a_row}
+
+    def restore_nonfinite_state(self, state: dict[str, Any]) -> None:
+        self.skipped_updates = int(state.get("skipped_updates", 0))
+        self.nonfinite_in_a_row = int(state.get("nonfinite_in_a_row", 0))
 
     # -- checkpoint hooks (called by igpo.checkpoint on every rank) --------------------------------
 

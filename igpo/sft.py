@@ -72,6 +72,9 @@ class SFTConfig(StrictConfig):
         None, description="DeepSpeed JSON path (or dict) for multi-process ZeRO training; None = plain torch, one process."
     )
     checkpoint: CheckpointConfig = Field(CheckpointConfig(), description="Checkpoint cadence and resume.")
+    max_nonfinite_in_a_row: int = Field(
+        3, ge=1, description="Updates with a non-finite loss or gradient are skipped; stop after this many in a row."
+    )
     seed: int = Field(0, description="Seed of the batch order and the masking draws (offset per rank).")
 
     @model_validator(mode="after")
@@ -146,6 +149,7 @@ class SFTStepMetrics(BaseModel):
     learning_rate: float = Field(description="Learning rate after the step.")
     tokens: int = Field(description="Tokens (prompt + response + padding) in the step's batch, over ranks.")
     seconds: float = Field(description="Wall-clock seconds of the step.")
+    skipped_updates: int = Field(0, description="Updates skipped so far for a non-finite loss or gradient.")
 
 
 @dataclass
@@ -156,6 +160,7 @@ class SFTResult:
     dropped: int = 0
     truncated: int = 0
     resumed_from: int | None = None
+    skipped_updates: int = 0
 
 
 def train_sft(
@@ -193,6 +198,7 @@ def train_sft(
         grad_clip=config.grad_clip, warmup_steps=config.warmup_steps, micro_batches_per_update=local // micro,
         micro_batch_size=micro, deepspeed_config=config.deepspeed_config,
         merge_lora_on_save=config.lora is not None and config.lora.merge_on_save,
+        max_nonfinite_in_a_row=config.max_nonfinite_in_a_row,
     )
     policy = dataclasses.replace(model, model=engine.forward_model)
     device = policy.device
@@ -200,7 +206,9 @@ def train_sft(
     result = SFTResult(dropped=pairs.dropped, truncated=pairs.truncated)
     start = 0
     if checkpoint_dir and config.checkpoint.resume and (latest := latest_checkpoint(checkpoint_dir)) is not None:
-        start = result.resumed_from = load_checkpoint(latest, engine, generators)["step"]
+        state = load_checkpoint(latest, engine, generators)
+        start = result.resumed_from = state["step"]
+        engine.restore_nonfinite_state(state)
     engine.module.train()
     seen_tokens, began = 0, time.perf_counter()
     bar = tqdm(range(start, config.steps), desc="sft", disable=not (progress and is_main_process()))
@@ -220,7 +228,7 @@ def train_sft(
         totals = all_reduce_sum(torch.tensor([step_loss, step_tokens], dtype=torch.float64, device=device)).tolist()
         metrics = SFTStepMetrics(
             step=step + 1, loss=totals[0] / world, grad_norm=engine.last_grad_norm, learning_rate=engine.learning_rate,
-            tokens=int(totals[1]), seconds=time.perf_counter() - step_start,
+            tokens=int(totals[1]), seconds=time.perf_counter() - step_start, skipped_updates=engine.skipped_updates,
         )
         seen_tokens += int(totals[1])
         result.losses.append(metrics.loss)
@@ -228,7 +236,8 @@ def train_sft(
         every = config.checkpoint.every_steps
         if checkpoint_dir and every and ((step + 1) % every == 0 or step + 1 == config.steps):
             save_checkpoint(
-                checkpoint_dir, step + 1, engine, generators, {"stage": "sft"}, config.checkpoint.keep_last, model.tokenizer
+                checkpoint_dir, step + 1, engine, generators, {"stage": "sft", **engine.nonfinite_state()},
+                config.checkpoint.keep_last, model.tokenizer,
             )
         if on_step is not None and is_main_process():
             on_step(step + 1, metrics)
@@ -238,6 +247,7 @@ def train_sft(
     if output_dir is not None:
         engine.save_model(Path(output_dir), model.tokenizer)
     model.model = engine.module
+    result.skipped_updates = engine.skipped_updates
     result.seconds = time.perf_counter() - began
     result.tokens_per_second = seen_tokens / max(result.seconds, 1e-9)
     return result

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 import string
+from pathlib import Path
 from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from igpo.config_base import StrictConfig
+
+_LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")  # = igpo.data.ingest.LOCAL_SUFFIXES (ingest imports this module)
 
 # ---------------------------------------------------------------------------------------------- ingest
 
@@ -35,6 +38,16 @@ class DatasetSourceConfig(StrictConfig):
     max_rows: int | None = Field(
         None, ge=1, description="Keep at most this many valid rows, in file order (quick runs); None keeps all."
     )
+
+    @field_validator("path")
+    @classmethod
+    def _local_path_exists(cls, value: str) -> str:
+        # A path that can only be local (a data-file suffix, or written as an absolute / ./ ../ path) must exist
+        # now, so a typo fails at config time rather than after the earlier steps ran; a hub id passes through.
+        looks_local = value.lower().endswith(_LOCAL_SUFFIXES) or value.startswith(("/", "./", "../"))
+        if looks_local and not Path(value).exists():
+            raise ValueError(f"local dataset path {value!r} does not exist (a Hugging Face id has no file suffix)")
+        return value
 
 
 class MetaMathQAConfig(DatasetSourceConfig):

@@ -579,9 +579,18 @@ def rewrite_traces(
                 "rewrite: %d of %d rows over budget or forced; %d from cache, %d prompt(s) to the %s backend",
                 len(to_send), len(rows), cache_hits, teacher_calls, backend.name,
             )
+            failed_requests = 0
             for item, result in _run_backend(backend, list(pending.values()), cache, config.show_progress):
                 for i in item.rows:
                     responses[i] = result
+                failed_requests += isinstance(result, RowFailure) and result.reason == "request_failed"
+            if teacher_calls and failed_requests == teacher_calls:
+                # Not a bad row but a dead endpoint: falling back for every row would hide it.
+                where = getattr(backend, "url", backend.name)
+                raise TeacherRequestError(
+                    f"the teacher at {where} failed all {teacher_calls} request(s) of this run after retries "
+                    f"(timeouts, connection errors or 5xx); {cache_hits} row(s) came from the cache, which is kept"
+                )
         finally:
             if cache is not None:
                 cache.close()

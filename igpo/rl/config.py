@@ -67,6 +67,9 @@ class RLConfig(StrictConfig):
         None, description="DeepSpeed JSON path (or dict) for multi-process ZeRO training; None = plain torch, one process."
     )
     checkpoint: CheckpointConfig = Field(CheckpointConfig(), description="Checkpoint cadence and resume.")
+    max_nonfinite_in_a_row: int = Field(
+        3, ge=1, description="Updates with a non-finite loss or gradient are skipped; stop after this many in a row."
+    )
     instruction: str = Field("", description="Text put before each question inside the prompt (as in SFT and evaluation).")
     seed: int = Field(0, description="Seed of the prompt order and of every random stream (offset per rank).")
 

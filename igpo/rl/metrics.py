@@ -54,6 +54,7 @@ class RLStepMetrics(BaseModel):
     learning_rate: float = Field(description="Learning rate after the step.")
     completion_length: float = Field(description="Mean real completion length in tokens (through the first EOS).")
     seconds: PhaseSeconds = Field(description="Seconds per phase.")
+    skipped_updates: int = Field(0, description="Updates skipped so far for a non-finite loss or gradient.")
 
 
 class PhaseTimer:
@@ -87,7 +88,7 @@ class StepTally:
 
     def metrics(
         self, step: int, timer: PhaseTimer, grad_norm: float, learning_rate: float, has_reference: bool,
-        device: torch.device,
+        device: torch.device, skipped_updates: int = 0,
     ) -> RLStepMetrics:
         keys = sorted(self.sums)
         totals = all_reduce_sum(torch.tensor([self.sums[k] for k in keys], dtype=torch.float64, device=device))
@@ -118,4 +119,5 @@ class StepTally:
             learning_rate=learning_rate,
             completion_length=ratio("completion_tokens", "sequences"),
             seconds=timer.phases(),
+            skipped_updates=skipped_updates,
         )

@@ -104,6 +104,7 @@ def train_rl(
         grad_clip=config.grad_clip, warmup_steps=config.warmup_steps, micro_batches_per_update=local_sequences // micro,
         micro_batch_size=micro, deepspeed_config=config.deepspeed_config,
         merge_lora_on_save=config.lora is not None and config.lora.merge_on_save,
+        max_nonfinite_in_a_row=config.max_nonfinite_in_a_row,
     )
     policy = dataclasses.replace(model, model=engine.forward_model)
     device = policy.device
@@ -116,7 +117,9 @@ def train_rl(
     }
     result, start = RLResult(), 0
     if checkpoint_dir and config.checkpoint.resume and (latest := latest_checkpoint(checkpoint_dir)) is not None:
-        start = result.resumed_from = load_checkpoint(latest, engine, generators)["step"]
+        state = load_checkpoint(latest, engine, generators)
+        start = result.resumed_from = state["step"]
+        engine.restore_nonfinite_state(state)
 
     def scorer(texts, columns):
         return score_completions(texts, columns, correctness_fn, config.format_reward_weight)
@@ -189,12 +192,14 @@ def train_rl(
                     tally.add(loss_tokens=out.tokens, kl_sum=out.kl_sum, clipped=out.clipped, clip_units=out.clip_units)
                 tally.add(loss_sum=update_loss, updates=1)
 
-        metrics = tally.metrics(step + 1, timer, engine.last_grad_norm, engine.learning_rate, reference is not None, device)
+        metrics = tally.metrics(step + 1, timer, engine.last_grad_norm, engine.learning_rate, reference is not None, device,
+                                engine.skipped_updates)
         result.metrics.append(metrics)
         bar.set_postfix(reward=f"{metrics.reward:.3f}", all_wrong=f"{metrics.all_wrong_fraction:.2f}")
         every = config.checkpoint.every_steps
         if checkpoint_dir and every and ((step + 1) % every == 0 or step + 1 == config.steps):
-            save_checkpoint(checkpoint_dir, step + 1, engine, generators, {"algorithm": config.algorithm},
+            save_checkpoint(checkpoint_dir, step + 1, engine, generators,
+                            {"algorithm": config.algorithm, **engine.nonfinite_state()},
                             config.checkpoint.keep_last, policy.tokenizer)
         if on_step is not None and is_main_process():
             on_step(step + 1, metrics)

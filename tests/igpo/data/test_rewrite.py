@@ -161,12 +161,14 @@ def test_failures_are_not_cached_and_identical_prompts_go_once(tiny_tokenizer, t
     rows.append({**rows[0], "id": rows[0]["id"] + "-copy"})  # same question and trace under another id
     table = rows_to_table(rows)
     config = RewriteConfig(token_budget=60, cache_dir=str(tmp_path), show_progress=False)
-    failing = ScriptedBackend(lambda r: RowFailure("request_failed", "down"))
-    assert rewrite_traces(table, config, tiny_tokenizer, backend=failing).counts.failures == {"request_failed": 3}
-    assert len(failing.calls) == 2  # the duplicated prompt was sent once
+    # The first question's prompt fails (it and its copy), the second is answered. (A run in which every
+    # request fails is a dead endpoint and an error: tests/faults/test_teacher_down.py.)
+    flaky = ScriptedBackend(lambda r: RowFailure("request_failed", "down") if r.question == rows[0]["question"] else _concise(r))
+    assert rewrite_traces(table, config, tiny_tokenizer, backend=flaky).counts.failures == {"request_failed": 2}
+    assert len(flaky.calls) == 2  # the duplicated prompt was sent once
     healthy = ScriptedBackend(_concise)
     result = rewrite_traces(table, config, tiny_tokenizer, backend=healthy)
-    assert len(healthy.calls) == 2 and result.counts.rewritten == 3
+    assert len(healthy.calls) == 1 and result.counts.rewritten == 3  # the failure was not cached, the answer was
 
 
 def test_corrupt_cache_file_is_a_clear_error(tmp_path):
