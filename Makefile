@@ -55,10 +55,10 @@ docker-stage: setup
 	.ci/docker-stage
 
 # Local ZenML server with its bundled dashboard at http://127.0.0.1:8237; stop it with `zenml logout --local`.
-# The onboarding flag is set for the local user so the first visit opens the runs, not a survey form
-# (not yet checked in a browser).
+# The first-visit survey is cleared for the local user before the server starts (the dashboard shows it while
+# either flag is unset, and the server's REST API drops the email flag, so it is set on the local store).
 dashboard: setup
-	$(VENV)/bin/zenml login --local
 	$(PY) -c "from zenml.client import Client; c = Client(); u = c.active_user; \
-c.update_user(u.id, updated_metadata={**(u.user_metadata or {}), 'finished_onboarding_survey': True})"
+c.update_user(u.id, updated_email_opt_in=False, updated_metadata={**(u.user_metadata or {}), 'finished_onboarding_survey': True})"
+	ZENML_AUTO_OPEN_DASHBOARD=false $(VENV)/bin/zenml login --local
 	@echo "Dashboard: http://127.0.0.1:8237  (stop: $(VENV)/bin/zenml logout --local)"
