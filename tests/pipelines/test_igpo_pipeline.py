@@ -24,6 +24,15 @@ def stack():
     return ensure_local_stack()
 
 
+def _unique(config: dict) -> dict:
+    """Seeds no other test uses: the session's store is shared, so another test's identical run would
+    otherwise serve this one's first run from cache."""
+    steps = config["steps"]
+    steps["prepare_base_model"]["parameters"]["config"]["tiny"]["seed"] = 4242
+    steps["ingest_datasets"]["parameters"]["config"]["demo"]["seed"] = 4242
+    return config
+
+
 def _run(config: dict, path: Path):
     from pipelines.igpo import igpo_pipeline
 
@@ -41,7 +50,7 @@ def _statuses(run) -> dict[str, str]:
 def test_pipeline_end_to_end_cache_lineage_and_mlflow(stack, tmp_path):
     from zenml.client import Client
 
-    config = shrunk_demo_config()
+    config = _unique(shrunk_demo_config())
     first = _run(config, tmp_path / "first.yaml")
     statuses = _statuses(first)
     assert set(statuses.values()) == {"completed"}, statuses
@@ -75,7 +84,7 @@ def test_pipeline_end_to_end_cache_lineage_and_mlflow(stack, tmp_path):
     assert set(_statuses(second).values()) == {"cached"}
 
     # Only the IGPO section changed: only IGPO and what depends on it re-runs.
-    changed = shrunk_demo_config()
+    changed = _unique(shrunk_demo_config())
     changed["steps"]["train_igpo"]["parameters"]["config"]["learning_rate"] = 1e-4
     third = _statuses(_run(changed, tmp_path / "third.yaml"))
     assert {n for n, s in third.items() if s == "completed"} == RL_AND_DEPENDENTS, third
