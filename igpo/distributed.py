@@ -235,6 +235,19 @@ class TrainEngine:
     Ranks agree: the loss flag is summed over ranks before backward, and DeepSpeed's own step skips
     on a non-finite global gradient norm (its ``skipped_steps``), which is the same on every rank."""
 
+    @classmethod
+    def from_config(cls, module: torch.nn.Module, config: Any, micro_batches_per_update: int,
+                    micro_batch_size: int) -> TrainEngine:
+        """The engine an SFT or RL config describes (both carry the same optimizer, LoRA and DeepSpeed fields)."""
+        return cls(
+            module, learning_rate=config.learning_rate, betas=config.betas, weight_decay=config.weight_decay,
+            grad_clip=config.grad_clip, warmup_steps=config.warmup_steps,
+            micro_batches_per_update=micro_batches_per_update, micro_batch_size=micro_batch_size,
+            deepspeed_config=config.deepspeed_config,
+            merge_lora_on_save=config.lora is not None and config.lora.merge_on_save,
+            max_nonfinite_in_a_row=config.max_nonfinite_in_a_row,
+        )
+
     def __init__(
         self,
         module: torch.nn.Module,

@@ -193,13 +193,7 @@ def train_sft(
         raise ValueError(f"micro_batch_size ({micro}) must divide the {local} sequences each rank trains on per step")
     if config.lora is not None:
         model.model = apply_lora(model.model, config.lora)
-    engine = TrainEngine(
-        model.model, learning_rate=config.learning_rate, betas=config.betas, weight_decay=config.weight_decay,
-        grad_clip=config.grad_clip, warmup_steps=config.warmup_steps, micro_batches_per_update=local // micro,
-        micro_batch_size=micro, deepspeed_config=config.deepspeed_config,
-        merge_lora_on_save=config.lora is not None and config.lora.merge_on_save,
-        max_nonfinite_in_a_row=config.max_nonfinite_in_a_row,
-    )
+    engine = TrainEngine.from_config(model.model, config, local // micro, micro)
     policy = dataclasses.replace(model, model=engine.forward_model)
     device = policy.device
     generators = {"mask": torch.Generator(device=device).manual_seed(stream_seed(config.seed, 1))}

@@ -142,3 +142,17 @@ class MetricsLog:
             return pd.DataFrame()
         records = pd.read_json(self.path, lines=True)
         return records.drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
+
+
+def run_launched(kind: str, model_dir: Path, table: pd.DataFrame, config: Any, nproc: int, work_dir: Path,
+                 mlflow_prefix: str) -> tuple[Path, pd.DataFrame, dict[str, Any]]:
+    """Run the trainer as ``nproc`` DeepSpeed ranks (igpo.launch); returns (model dir, metrics table, summary)."""
+    from igpo.launch import launch_training
+
+    run = launch_training(kind, model_dir, table, config, work_dir=work_dir / "launch", nproc=nproc,
+                          checkpoint_dir=work_dir / "checkpoints")
+    if (log_mlflow := mlflow_step_logger(mlflow_prefix)) is not None:
+        for record in run.metrics:
+            log_mlflow(record["step"], record)
+    metrics = pd.DataFrame([{**numeric_metrics(r), "step": r["step"]} for r in run.metrics])
+    return run.output_dir, metrics, run.summary

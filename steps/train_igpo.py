@@ -8,7 +8,7 @@ from typing import Annotated
 import pandas as pd
 from zenml import step
 
-from igpo.launch import launch_training, num_processes
+from igpo.launch import num_processes
 from igpo.models import finish_model_dir, load_model_dir, model_config_of
 from igpo.rl.config import RLConfig
 from igpo.rl.trainer import train_rl
@@ -16,10 +16,9 @@ from steps._io import (
     MetricsLog,
     log_artifact_metadata,
     log_step_and_model_metadata,
-    mlflow_step_logger,
     new_output_dir,
-    numeric_metrics,
     resumable_work_dir,
+    run_launched,
 )
 
 
@@ -33,13 +32,8 @@ def train_igpo(
 
     work_dir = resumable_work_dir(config)
     if (n := num_processes(nproc)) > 1:
-        run = launch_training("rl", checkpoint, rl_table, config, work_dir=work_dir / "launch", nproc=n,
-                              checkpoint_dir=work_dir / "checkpoints")
-        if (log_mlflow := mlflow_step_logger(f"{config.algorithm}/")) is not None:
-            for record in run.metrics:
-                log_mlflow(record["step"], record)
-        output, resumed_from = run.output_dir, run.summary["resumed_from"]
-        table = pd.DataFrame([{**numeric_metrics(r), "step": r["step"]} for r in run.metrics])
+        output, table, launched = run_launched("rl", checkpoint, rl_table, config, n, work_dir, f"{config.algorithm}/")
+        resumed_from = launched["resumed_from"]
     else:
         lm = load_model_dir(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
         output = new_output_dir(config.algorithm)

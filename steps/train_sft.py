@@ -8,17 +8,16 @@ from typing import Annotated
 import pandas as pd
 from zenml import step
 
-from igpo.launch import launch_training, num_processes
+from igpo.launch import num_processes
 from igpo.models import finish_model_dir, load_model_dir, model_config_of
 from igpo.sft import SFTConfig
 from igpo.sft import train_sft as _train_sft
 from steps._io import (
     MetricsLog,
     log_step_and_model_metadata,
-    mlflow_step_logger,
     new_output_dir,
-    numeric_metrics,
     resumable_work_dir,
+    run_launched,
 )
 
 
@@ -32,13 +31,9 @@ def train_sft(
 
     work_dir = resumable_work_dir(config)
     if (n := num_processes(nproc)) > 1:
-        run = launch_training("sft", base_model, sft_table, config, work_dir=work_dir / "launch", nproc=n,
-                              checkpoint_dir=work_dir / "checkpoints")
-        if (log_mlflow := mlflow_step_logger("sft/")) is not None:
-            for record in run.metrics:
-                log_mlflow(record["step"], record)
-        log_step_and_model_metadata({"sft": {**run.summary, "processes": n}})
-        return run.output_dir, pd.DataFrame([{**numeric_metrics(r), "step": r["step"]} for r in run.metrics])
+        output, table, launched = run_launched("sft", base_model, sft_table, config, n, work_dir, "sft/")
+        log_step_and_model_metadata({"sft": {**launched, "processes": n}})
+        return output, table
     lm = load_model_dir(base_model, "cuda" if torch.cuda.is_available() else "cpu")
     output = new_output_dir("sft")
     metrics = MetricsLog(work_dir, "sft/")
