@@ -44,7 +44,7 @@ def completion_logprobs(
     Gradients flow when called outside ``torch.no_grad``. Pass ``p_mask_prompt=0`` with an already masked
     prompt (``mask_prompt``) to reuse one prompt mask for old, reference and current policy.
     """
-    n, p = prompt_ids.shape
+    p = prompt_ids.shape[1]
     length = completion_ids.shape[1]
     noisy_prompt = mask_prompt(prompt_ids, p_mask_prompt, model.tokens.mask_id, generator, prompt_mask)
     masked_completion = torch.full_like(completion_ids, model.tokens.mask_id)

@@ -78,8 +78,10 @@ def build_report(
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}</style></head><body>",
+        (
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}</style></head><body>"
+        ),
         f"<h1>{html.escape(title)}</h1>",
         "<h2>Scores</h2>",
         scores.to_html(index=False, float_format=lambda v: f"{v:.3f}") if not scores.empty else "<p>no scores</p>",

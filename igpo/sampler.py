@@ -12,6 +12,21 @@ never changed, and never counted in the transfer schedule, so they condition the
 Unlike the reference code, the whole batch of B*G sequences moves together (per-sample commit counts are
 handled by ranking, not a Python loop), logits are computed for the current block only, in float32, and
 all randomness comes from the caller's ``torch.Generator``.
+
+Fast modes (Fast-dLLM, Wu et al. 2025), off by default, so the defaults are the exact sampler above:
+
+- ``cache="prefix"`` / ``"dual"``: block-wise approximate KV cache (section 3.1, ``igpo.kv_cache``). The
+  first iteration of a block is the exact full forward and fills the cache; its later iterations run only
+  the block and the suffix (prefix cache) or the block alone (dual cache) against cached keys/values
+  that do not see the tokens committed since the block started. Exact when a block has one iteration.
+- ``threshold``: confidence-aware parallel decoding (section 3.2). Each iteration commits every masked
+  position of the block whose confidence exceeds the threshold, and at least the most confident one; a
+  block takes as many iterations as it needs (at most its number of masks) and ``steps`` is ignored.
+
+Deviations from Fast-dLLM's released code (NVlabs/Fast-dLLM ``llada/generate.py``): a position commits
+when its confidence is strictly above the threshold (the released code keeps ``>=``), so threshold 1.0
+means exactly one token per iteration; confidences are float32, not float64; the cache works with
+left-padded batches, inpainting hints and classifier-free guidance (one cache per guidance branch).
 """
 
 from __future__ import annotations
@@ -22,6 +37,7 @@ import torch
 from pydantic import Field, model_validator
 
 from igpo.config_base import StrictConfig
+from igpo.kv_cache import BlockKVCache
 from igpo.models import DiffusionLM
 
 
@@ -36,6 +52,21 @@ class SamplerConfig(StrictConfig):
     remasking: Literal["low_confidence", "random"] = Field(
         "low_confidence", description="Which masked positions to commit first: most confident, or random."
     )
+    cache: Literal["none", "prefix", "dual"] = Field(
+        "none",
+        description="Block-wise approximate KV cache (Fast-dLLM): 'prefix' reuses the keys/values before the block "
+        "and runs the block and the suffix; 'dual' also reuses the suffix and runs the block alone. Refreshed by a "
+        "full forward at every block start. 'none' is exact.",
+    )
+    threshold: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Confidence-threshold parallel decoding (Fast-dLLM): commit every masked position of the block "
+        "whose confidence exceeds it, at least one per iteration, until the block has no mask; `steps` is then "
+        "ignored (a block takes at most its number of masks iterations). 1.0 commits one token per iteration. "
+        "Needs remasking='low_confidence'. None = the fixed schedule of `steps`.",
+    )
 
     @model_validator(mode="after")
     def _check_schedule(self) -> SamplerConfig:
@@ -46,6 +77,11 @@ class SamplerConfig(StrictConfig):
         num_blocks = self.gen_length // self.block_length
         if self.steps % num_blocks:
             raise ValueError(f"steps ({self.steps}) must be a multiple of the number of blocks ({num_blocks})")
+        if self.threshold is not None and self.remasking != "low_confidence":
+            raise ValueError(
+                f"threshold ({self.threshold}) needs remasking='low_confidence' (a confidence to compare), "
+                f"got remasking={self.remasking!r}"
+            )
         return self
 
     @property
@@ -111,17 +147,25 @@ def generate(
     attention_mask = None
     if prompt_mask is not None:
         attention_mask = torch.cat([prompt_mask.long(), torch.ones(n, config.gen_length, dtype=torch.long, device=device)], 1)
+    # One cache per distinct input: the conditional sequence, and the prompt-masked one of guidance.
+    caches = None
+    if config.cache != "none":
+        branches = 2 if config.cfg_scale > 0 else 1
+        caches = [BlockKVCache(model, config.cache, attention_mask) for _ in range(branches)]
 
     for k in range(config.num_blocks):
         lo, hi = p + k * config.block_length, p + (k + 1) * config.block_length
-        positions = torch.arange(lo, hi, device=device)  # [block]
-        # Hints are not masks, so they never enter the schedule.
-        schedule = num_transfer_tokens((x[:, lo:hi] == mask_id).sum(1), config.steps_per_block)  # [N, S]
-        for s in range(config.steps_per_block):
+        if config.threshold is None:
+            # Hints are not masks, so they never enter the schedule.
+            schedule = num_transfer_tokens((x[:, lo:hi] == mask_id).sum(1), config.steps_per_block)  # [N, S]
+            iterations = config.steps_per_block
+        else:
+            iterations = config.block_length  # each iteration commits >= 1 mask of every row that has one
+        for s in range(iterations):
             masked = x[:, lo:hi] == mask_id  # [N, block]
             if not masked.any():
-                break
-            logits = _guided_logits(model, x, attention_mask, positions, p, config.cfg_scale)  # [N, block, V]
+                break  # also: a block of hints only needs no forward
+            logits = _guided_logits(model, caches, x, attention_mask, lo, hi, p, config.cfg_scale, s == 0)
             x0 = gumbel_argmax(logits, config.temperature, generator)  # [N, block]
             if config.remasking == "low_confidence":
                 probs = torch.softmax(logits, dim=-1)
@@ -129,7 +173,12 @@ def generate(
             else:
                 confidence = torch.rand(x0.shape, generator=generator, device=device)
             confidence = torch.where(masked, confidence, torch.full_like(confidence, -torch.inf))
-            transfer = commit_mask(confidence, schedule[:, s]) & masked  # [N, block]
+            if config.threshold is None:
+                counts = schedule[:, s]  # [N]
+            else:
+                # Every mask above the threshold, and the most confident one when none is.
+                counts = (confidence > config.threshold).sum(1).clamp_min(1)  # [N]
+            transfer = commit_mask(confidence, counts) & masked  # [N, block]
             x[:, lo:hi] = torch.where(transfer, x0, x[:, lo:hi])
             if trace is not None:
                 step_mask = torch.zeros(n, config.gen_length, dtype=torch.bool, device=device)
@@ -138,21 +187,42 @@ def generate(
     return x[:, p:]
 
 
-def _guided_logits(
+def _block_logits(
     model: DiffusionLM,
+    cache: BlockKVCache | None,
     x: torch.Tensor,  # [N, P+L]
     attention_mask: torch.Tensor | None,
-    positions: torch.Tensor,  # [block]
+    lo: int,
+    hi: int,  # the block is x[:, lo:hi]
+    block_start: bool,
+) -> torch.Tensor:
+    """Raw block logits [N, block, V]: a full forward (exact, or at a block start, filling the cache), or a
+    cached forward of the block's window."""
+    if cache is None:
+        return model.logits(x, attention_mask, torch.arange(lo, hi, device=x.device))
+    return cache.refresh(x, lo, hi) if block_start else cache.logits(x, lo, hi)
+
+
+def _guided_logits(
+    model: DiffusionLM,
+    caches: list[BlockKVCache] | None,
+    x: torch.Tensor,  # [N, P+L]
+    attention_mask: torch.Tensor | None,
+    lo: int,
+    hi: int,  # the block is x[:, lo:hi]
     prompt_length: int,
     cfg_scale: float,
+    block_start: bool,
 ) -> torch.Tensor:
     """Block logits in float32, with classifier-free guidance against a fully masked prompt if cfg_scale > 0,
     and the mask token excluded from the candidates."""
-    logits = model.logits(x, attention_mask, positions).float()  # [N, block, V]
+    cond_cache, uncond_cache = (caches[0], caches[-1]) if caches else (None, None)  # [-1]: used with cfg only
+    logits = _block_logits(model, cond_cache, x, attention_mask, lo, hi, block_start).float()  # [N, block, V]
     if cfg_scale > 0:
         unconditional = x.clone()
         unconditional[:, :prompt_length] = model.tokens.mask_id
-        uncond_logits = model.logits(unconditional, attention_mask, positions).float()
+        uncond_logits = _block_logits(model, uncond_cache, unconditional, attention_mask, lo, hi, block_start)
+        uncond_logits = uncond_logits.float()
         logits = uncond_logits + (cfg_scale + 1) * (logits - uncond_logits)
     # A committed position must hold a real token: [MASK] itself is never a prediction.
     logits[..., model.tokens.mask_id] = -torch.inf

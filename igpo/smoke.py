@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     n_params = sum(p.numel() for p in lm.model.parameters())
     print(f"built tiny dLLM: {n_params:,} parameters, vocabulary {len(lm.tokenizer)}, tokens {lm.tokens}")
 
-    questions, traces, answers = _chain_problems(200, seed=0)
+    questions, traces, _ = _chain_problems(200, seed=0)
     sampler = SamplerConfig(gen_length=32, block_length=8, steps=32)
     sft = SFTConfig(steps=args.steps, batch_size=16, learning_rate=2e-3, pad_response_to=sampler.gen_length,
                     max_response_tokens=sampler.gen_length)
