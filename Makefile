@@ -59,6 +59,9 @@ bench: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/rollout_throughput.py $(BENCH_ARGS)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/train_step.py $(BENCH_ARGS)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/igpo_effect.py --workers 2 $(BENCH_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/igpo_effect.py --mode budget --workers 2 $(BENCH_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/igpo_effect.py --mode rollouts --workers 2 $(BENCH_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/fast_sampler.py $(BENCH_ARGS)
 	$(PY) benchmarks/summarize.py
 
 # Build the step image on a locally made base and run a tiny SFT in it (needs root or a Docker daemon).

@@ -170,16 +170,21 @@ class ModelShape:
             c.vocab_size,
         )
 
-    def forward_flops(self, sequences: int, length: int, head_positions: int) -> float:
+    def forward_flops(
+        self, sequences: int, length: int, head_positions: int, kv_length: int | None = None
+    ) -> float:
         """Matmul FLOPs of one forward pass: ``sequences`` x ``length`` tokens through every layer (bidirectional
         attention over the whole sequence) and ``head_positions`` per sequence through the LM head.
+        ``kv_length``: keys each query attends to when they are not just the ``length`` inputs (a KV-cached
+        forward: the inputs plus the cached keys).
 
         Counts 2 FLOPs per multiply-add of the projections, the attention scores and the attention-weighted
         values; norms, softmax and activations are left out (as in the usual MFU accounting).
         """
         q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        keys = length if kv_length is None else kv_length
         projections = self.hidden * (q + 2 * kv) + q * self.hidden + 3 * self.hidden * self.intermediate
-        per_layer = 2 * length * projections + 2 * 2 * length * length * q
+        per_layer = 2 * length * projections + 2 * 2 * length * keys * q
         return sequences * (self.layers * per_layer + 2 * head_positions * self.hidden * self.vocab)
 
 
@@ -187,12 +192,22 @@ class ModelShape:
 # configs/demo_tiny_cpu.yaml); "medium" (about 50M parameters, 32k vocabulary like a small real
 # tokenizer) is built from a Gemma-3 config the same way: the sampler only needs token ids, so the
 # character tokenizer drives it and the extra vocabulary rows are just never prompted.
+# "base100m" is the same at about 110M parameters (the fast sampler benchmark's larger model).
 MODEL_SPECS: dict[str, dict[str, int]] = {
     "tiny": {"num_layers": 4, "hidden_size": 64, "num_heads": 4, "head_dim": 16, "intermediate_size": 256},
     "medium": {
         "num_layers": 8,
         "hidden_size": 512,
         "num_heads": 8,
+        "head_dim": 64,
+        "intermediate_size": 2048,
+        "vocab_size": 32768,
+    },
+    # GPT-2-small-like width and depth (about 110M parameters, 25M of them the tied 32k embedding).
+    "base100m": {
+        "num_layers": 12,
+        "hidden_size": 768,
+        "num_heads": 12,
         "head_dim": 64,
         "intermediate_size": 2048,
         "vocab_size": 32768,

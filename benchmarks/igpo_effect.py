@@ -1,10 +1,14 @@
 """The IGPO effect with statistics (the paper's Figure 1b and Table 1 in miniature): from one SFT
-checkpoint of the demo task, GRPO and IGPO with the same sample budget over paired seeds.
+checkpoint of the demo task, GRPO and IGPO with the same sample budget over paired seeds. Two more
+comparisons from the same checkpoint and seeds: ``--mode budget`` (GRPO vs IGPO vs dynamic sampling at an
+equal number of generated completions) and ``--mode rollouts`` (RL with exact vs fast rollouts).
 
     python benchmarks/igpo_effect.py                      # CPU defaults (~10 min SFT once, then ~30 min of RL)
     python benchmarks/igpo_effect.py --workers 2          # two RL runs at a time (~15 min of RL on 2 busy cores)
     python benchmarks/igpo_effect.py --device cuda --seeds 10 --rl-steps 100 --batch-size 16
     python benchmarks/igpo_effect.py --quick              # smoke test (statistics on meaningless numbers)
+    python benchmarks/igpo_effect.py --mode budget --workers 2 --seeds 6     # -> dynamic_sampling.{json,md}
+    python benchmarks/igpo_effect.py --mode rollouts --workers 2 --seeds 6   # -> fast_rollouts_rl.{json,md}
 
 1. Starting checkpoint. The tiny dLLM is SFT'd on the demo task in stages (with exact resume between
    stages); after each stage the all-wrong fraction of G samples at the rollout temperature is measured on
@@ -20,6 +24,16 @@ checkpoint of the demo task, GRPO and IGPO with the same sample budget over pair
    test split after RL. Per algorithm: mean with a 95% t-interval over seeds; per pair: IGPO - GRPO with
    its 95% interval and paired t-test p-value. The per-step curves are in the JSON.
 
+``--mode budget``: every algorithm runs until the step at which it has generated ``--budget`` completions
+(rollouts + IGPO's inpainting attempts + dynamic sampling's re-sampled rollouts; default B x G x
+``--rl-steps``, i.e. what GRPO spends in ``--rl-steps`` steps), with at most 4 x ``--rl-steps`` steps. Per run:
+all-wrong fraction before and after repair, zero-advantage fraction, held-out pass@1, seconds per step, steps
+run and completions generated; per pair the paired difference. ``--mode rollouts``: the same algorithm
+(``--rollout-algorithm``, IGPO by default) for ``--rl-steps`` steps with the exact sampler and with the fast
+one (``--rollout-cache``, ``--rollout-threshold``: Fast-dLLM's KV cache and confidence-threshold decoding);
+held-out pass@1 is measured with the exact greedy sampler in both arms. In the other modes those two flags,
+when given, apply to every arm's rollouts.
+
 Choices that differ from the paper's setting, on purpose: the correctness reward alone (format weight 0),
 so "zero advantage" means "every completion equally right"; mu = 1 and beta = 0 (what fits a CPU); the
 log-prob estimator is the paper's fully masked one (igpo.logprobs), which on a tiny model is known to be
@@ -28,6 +42,7 @@ noisy.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import shutil
@@ -47,7 +62,40 @@ LABELS = {
     "all_wrong_second_half": "all-wrong fraction (2nd half)",
     "zero_advantage": "zero-advantage fraction after repair",
     "heldout_accuracy": "held-out pass@1 (greedy)",
+    "all_wrong_after_repair": "all-wrong fraction after repair",
+    "seconds_per_step": "seconds per RL step",
+    "rollout_seconds_per_step": "rollout seconds per RL step",
+    "steps_run": "RL steps run",
+    "completions_generated": "completions generated",
 }
+DIGITS = {"seconds_per_step": 2, "rollout_seconds_per_step": 2, "steps_run": 1, "completions_generated": 0}
+BUDGET_METRICS = (
+    "all_wrong",
+    "all_wrong_after_repair",
+    "zero_advantage",
+    "heldout_accuracy",
+    "seconds_per_step",
+    "steps_run",
+    "completions_generated",
+)
+ROLLOUT_METRICS = (
+    "all_wrong",
+    "zero_advantage",
+    "heldout_accuracy",
+    "seconds_per_step",
+    "rollout_seconds_per_step",
+)
+# Per mode: the results file, its arms, and the paired differences reported (a - b).
+MODES = {
+    "effect": ("igpo_effect", ("grpo", "igpo"), (("igpo", "grpo"),)),
+    "budget": (
+        "dynamic_sampling",
+        ("grpo", "igpo", "dynamic"),
+        (("igpo", "grpo"), ("dynamic", "grpo"), ("dynamic", "igpo")),
+    ),
+    "rollouts": ("fast_rollouts_rl", ("exact", "fast"), (("fast", "exact"),)),
+}
+NAMES = {"grpo": "GRPO", "igpo": "IGPO", "dynamic": "dynamic", "exact": "exact", "fast": "fast"}
 
 
 def settings(args: Any) -> dict[str, Any]:
@@ -104,9 +152,35 @@ def settings(args: Any) -> dict[str, Any]:
             "eta_high": 0.6,
             "lambda_": 0.5,
             "tau": 0.2,
+            "oversample_factor": args.oversample_factor,
+            "max_resample_rounds": args.max_resample_rounds,
         },
         "seeds": list(range(2 if q else args.seeds)),
+    } | mode_settings(args, q)
+
+
+def mode_settings(args: Any, quick: bool) -> dict[str, Any]:
+    """What the chosen mode adds: the arms' rollout changes and the budget. Not part of the SFT cache key."""
+    fast = {"cache": args.rollout_cache, "threshold": args.rollout_threshold}
+    fast = {k: v for k, v in fast.items() if v is not None}
+    if args.mode == "rollouts":
+        fast = {"cache": "dual", "threshold": 0.9} | fast
+        return {
+            "mode": "rollouts",
+            "workers": args.workers,
+            "algorithm": args.rollout_algorithm,
+            "arm_rollouts": {"exact": {}, "fast": fast},
+        }
+    extra: dict[str, Any] = {
+        "mode": args.mode,
+        "workers": args.workers,
+        "arm_rollouts": dict.fromkeys(MODES[args.mode][1], fast),
     }
+    if args.mode == "budget":
+        steps = 2 if quick else args.rl_steps
+        per_step = (2 if quick else args.batch_size) * (2 if quick else args.group_size)
+        extra["budget"] = {"max_generated_completions": args.budget or per_step * steps, "max_steps": 4 * steps}
+    return extra
 
 
 def task_tables(s: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -233,11 +307,14 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from igpo.sampler import SamplerConfig
 
     s = job["settings"]
+    arm = job.get("arm", job["algorithm"])
     train, test = task_tables(s)
     lm = load_model_dir(job["model_dir"], job["device"])
-    config = RLConfig(
-        algorithm=job["algorithm"], seed=job["seed"], rollout=SamplerConfig(**s["rollout"]), **s["rl"]
-    )
+    rl = s["rl"]
+    if "budget" in s:  # equal budgets: the budget stops each run, the step count only caps it
+        rl = rl | {"steps": s["budget"]["max_steps"]} | {"max_generated_completions": s["budget"]["max_generated_completions"]}
+    rollout = SamplerConfig(**(s["rollout"] | s.get("arm_rollouts", {}).get(arm, {})))
+    config = RLConfig(algorithm=job["algorithm"], seed=job["seed"], rollout=rollout, **rl)
     began = time.perf_counter()
     result = train_rl(lm, train, config, progress=False)
     rl_seconds = time.perf_counter() - began
@@ -245,47 +322,88 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     half = len(steps) // 2
     mean = lambda xs: sum(xs) / len(xs)
     run = {
+        "arm": arm,
         "algorithm": job["algorithm"],
         "seed": job["seed"],
         "rl_seconds": rl_seconds,
+        "steps_run": len(steps),
+        "completions_generated": steps[-1].completions_generated_total,
+        "seconds_per_step": rl_seconds / len(steps),
+        "rollout_seconds_per_step": mean([m.seconds.rollout for m in steps]),
         "all_wrong": mean([m.all_wrong_fraction for m in steps]),
         "all_wrong_second_half": mean([m.all_wrong_fraction for m in steps[half:]]),
+        "all_wrong_after_repair": mean([m.all_wrong_fraction_after_repair for m in steps]),
         "zero_advantage": mean([m.zero_advantage_fraction for m in steps]),
         "heldout_accuracy": heldout_accuracy(lm, test, s),
         "curve": [
             {
                 "step": m.step,
                 "all_wrong": m.all_wrong_fraction,
+                "all_wrong_after_repair": m.all_wrong_fraction_after_repair,
                 "zero_advantage": m.zero_advantage_fraction,
                 "accuracy": m.accuracy,
                 "groups_repaired": m.groups_repaired,
                 "completions_replaced": m.completions_replaced,
                 "inpaint_attempts": m.inpaint_attempts,
                 "inpaint_successes": m.inpaint_successes,
+                "prompts_resampled": m.prompts_resampled,
+                "groups_resampled": m.groups_resampled,
+                "groups_unfilled": m.groups_unfilled,
+                "completions_generated_total": m.completions_generated_total,
+                "seconds": m.seconds.model_dump(),
             }
             for m in steps
         ],
     }
     print(
-        f"  {job['algorithm']} seed {job['seed']}: all-wrong {run['all_wrong']:.3f}, zero-adv "
-        f"{run['zero_advantage']:.3f}, held-out {run['heldout_accuracy']:.3f} ({rl_seconds:.0f} s RL)",
+        f"  {arm} seed {job['seed']}: all-wrong {run['all_wrong']:.3f}, zero-adv "
+        f"{run['zero_advantage']:.3f}, held-out {run['heldout_accuracy']:.3f} ({rl_seconds:.0f} s RL, "
+        f"{len(steps)} steps, {run['completions_generated']} completions)",
         flush=True,
     )
     return run
 
 
-def summarise(runs: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
-    by = {(r["algorithm"], r["seed"]): r for r in runs}
+def summarise(
+    runs: list[dict[str, Any]],
+    seeds: list[int],
+    metrics: tuple[str, ...] = METRICS,
+    arms: tuple[str, ...] = ("grpo", "igpo"),
+    pairs: tuple[tuple[str, str], ...] = (("igpo", "grpo"),),
+) -> dict[str, Any]:
+    """Per metric: each arm's mean with its 95% interval over seeds, and ``a_minus_b`` paired over seeds."""
+    by = {(r.get("arm", r["algorithm"]), r["seed"]): r for r in runs}
     out: dict[str, Any] = {}
-    for metric in METRICS:
-        grpo = [by["grpo", s][metric] for s in seeds]
-        igpo = [by["igpo", s][metric] for s in seeds]
-        out[metric] = {
-            "grpo": common.interval(grpo),
-            "igpo": common.interval(igpo),
-            "igpo_minus_grpo": common.paired_difference(igpo, grpo),
-        }
+    for metric in metrics:
+        values = {arm: [by[arm, s][metric] for s in seeds] for arm in arms}
+        out[metric] = {arm: common.interval(v) for arm, v in values.items()}
+        for a, b in pairs:
+            out[metric][f"{a}_minus_{b}"] = common.paired_difference(values[a], values[b])
     return out
+
+
+def fmt_difference(d: dict[str, Any], digits: int = 3) -> str:
+    """``+0.012 [-0.010, +0.034] (p 0.25)``: a paired difference with its interval and paired t-test p-value."""
+    text = f"{d['mean']:+.{digits}f}"
+    if d["low"] is not None:
+        text += f" [{d['low']:+.{digits}f}, {d['high']:+.{digits}f}]"
+    return text + (f" (p {d['p_value']:.3f})" if d.get("p_value") is not None else "")
+
+
+def comparison_tables(
+    stats: dict[str, Any], metrics: tuple[str, ...], arms: tuple[str, ...], pairs: tuple[tuple[str, str], ...]
+) -> str:
+    """One table of the arms' means and one of the paired differences."""
+    means = [[LABELS[m], *[common.fmt_interval(stats[m][a], DIGITS.get(m, 3)) for a in arms]] for m in metrics]
+    diffs = [
+        [LABELS[m], *[fmt_difference(stats[m][f"{a}_minus_{b}"], DIGITS.get(m, 3)) for a, b in pairs]]
+        for m in metrics
+    ]
+    return (
+        common.markdown_table(["metric", *[NAMES[a] for a in arms]], means)
+        + "\n\nPaired differences over seeds (mean [95% interval], paired t-test p):\n\n"
+        + common.markdown_table(["metric", *[f"{NAMES[a]} - {NAMES[b]}" for a, b in pairs]], diffs)
+    )
 
 
 def window_curve(runs: list[dict[str, Any]], algorithm: str, window: int) -> list[dict[str, Any]]:
@@ -303,7 +421,67 @@ def window_curve(runs: list[dict[str, Any]], algorithm: str, window: int) -> lis
     return rows
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def setup_line(s: dict[str, Any], record: dict[str, Any], sft_accuracy: float) -> str:
+    rl, ro, first = s["rl"], s["rollout"], record["history"][-1]
+    return (
+        f"demo task with {s['task']['num_steps']}-step chains ({s['task']['num_train']} train / "
+        f"{s['task']['num_test']} held-out questions); tiny dLLM ({s['model']['num_layers']} layers, d = "
+        f"{s['model']['hidden_size']}) SFT'd for {first['sft_steps']} steps to a calibration all-wrong fraction of "
+        f"{first['all_wrong_fraction']:.2f} (held-out greedy pass@1 {sft_accuracy:.3f}); RL with B = "
+        f"{rl['batch_size']} prompts x G = {rl['group_size']}, L = {ro['gen_length']}, block {ro['block_length']}, "
+        f"{ro['steps']} denoising steps, T = {ro['temperature']}, lr {rl['learning_rate']}, mu = {rl['mu']}, "
+        f"beta = {rl['beta']}, correctness reward only"
+    )
+
+
+def _total(runs: list[dict[str, Any]], arm: str, key: str) -> int:
+    return sum(c[key] for r in runs if r["arm"] == arm for c in r["curve"])
+
+
+def budget_report(
+    s: dict[str, Any], record: dict[str, Any], sft_accuracy: float, runs: list, stats: dict, info: dict, total: float
+) -> str:
+    """dynamic_sampling.md: GRPO vs IGPO vs dynamic sampling at an equal number of generated completions."""
+    _, arms, pairs = MODES["budget"]
+    budget, rl = s["budget"], s["rl"]
+    return (
+        f"# GRPO vs IGPO vs dynamic sampling at an equal sampling budget ({len(s['seeds'])} paired seeds)\n\n"
+        f"Machine: {common.machine_line(info)}\n\nCommand: `{common.command_line()}`\n\n"
+        f"Every run stops after the step at which it has generated {budget['max_generated_completions']} completions "
+        "(rollouts + inpainting attempts + re-sampled rollouts). Mean with 95% t-interval over seeds; fractions are "
+        "averaged over the steps each run made.\n\n"
+        + comparison_tables(stats, BUDGET_METRICS, arms, pairs)
+        + f"\n\nSetup: {setup_line(s, record, sft_accuracy)}. Dynamic sampling: {rl['oversample_factor']} fresh "
+        f"prompts per zero-variance group per round, at most {rl['max_resample_rounds']} rounds; over all seeds it "
+        f"drew {_total(runs, 'dynamic', 'prompts_resampled')} fresh prompts, replaced "
+        f"{_total(runs, 'dynamic', 'groups_resampled')} flat groups and kept {_total(runs, 'dynamic', 'groups_unfilled')} "
+        f"flat. IGPO inpainted {_total(runs, 'igpo', 'inpaint_attempts')} completions "
+        f"({_total(runs, 'igpo', 'inpaint_successes')} correct), repairing {_total(runs, 'igpo', 'groups_repaired')} "
+        f"groups. Seconds per step come from runs sharing the machine ({info['cores']} cores) "
+        f"{s['workers']} at a time. "
+        f"{total / 60:.1f} minutes in all.\n"
+    )
+
+
+def rollouts_report(
+    s: dict[str, Any], record: dict[str, Any], sft_accuracy: float, runs: list, stats: dict, info: dict, total: float
+) -> str:
+    """fast_rollouts_rl.md: the same RL with exact and with fast rollouts."""
+    _, arms, pairs = MODES["rollouts"]
+    fast = ", ".join(f"{k} = {v}" for k, v in s["arm_rollouts"]["fast"].items())
+    return (
+        f"# RL with fast vs exact rollouts ({s['algorithm'].upper()}, {len(s['seeds'])} paired seeds)\n\n"
+        f"Machine: {common.machine_line(info)}\n\nCommand: `{common.command_line()}`\n\n"
+        f"Fast rollouts: {fast} (the inpainting rollouts too); exact: the plain sampler. {s['rl']['steps']} RL steps "
+        "per run; held-out pass@1 uses the exact greedy sampler in both arms. Mean with 95% t-interval over seeds.\n\n"
+        + comparison_tables(stats, ROLLOUT_METRICS, arms, pairs)
+        + f"\n\nSetup: {setup_line(s, record, sft_accuracy)}. Seconds per step come from runs sharing the machine "
+        f"({info['cores']} cores) {s['workers']} at a time. {total / 60:.1f} minutes in all.\n"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The script's arguments (also read by fast_sampler.py, which reuses this script's SFT checkpoint)."""
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10, help="paired seeds (GRPO and IGPO per seed)")
     parser.add_argument(
@@ -336,7 +514,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--cache", type=Path, default=common.CACHE_DIR, help="where the SFT checkpoint is cached"
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--mode",
+        choices=tuple(MODES),
+        default="effect",
+        help="effect: GRPO vs IGPO (igpo_effect); budget: GRPO vs IGPO vs dynamic sampling at equal generated "
+        "completions (dynamic_sampling); rollouts: exact vs fast rollouts (fast_rollouts_rl)",
+    )
+    parser.add_argument(
+        "--budget", type=int, default=None, help="budget mode: completions per run (default B x G x --rl-steps)"
+    )
+    parser.add_argument("--oversample-factor", type=int, default=2, help="dynamic sampling: prompts per flat group")
+    parser.add_argument("--max-resample-rounds", type=int, default=3, help="dynamic sampling: rounds per step")
+    parser.add_argument(
+        "--rollout-cache", choices=("none", "prefix", "dual"), default=None, help="fast rollouts: KV cache"
+    )
+    parser.add_argument(
+        "--rollout-threshold", type=float, default=None, help="fast rollouts: confidence threshold"
+    )
+    parser.add_argument(
+        "--rollout-algorithm", choices=("grpo", "igpo", "dynamic"), default="igpo", help="rollouts mode: algorithm"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
     common.set_threads(args.threads)
 
     device = common.resolve_device(args.device)
@@ -355,9 +558,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         flush=True,
     )
 
+    name, arms, pairs = MODES[args.mode]
     jobs = [
         {
-            "algorithm": a,
+            "arm": arm,
+            "algorithm": s.get("algorithm", arm),
             "seed": seed,
             "settings": s,
             "model_dir": str(model_dir),
@@ -365,7 +570,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "threads": args.threads,
         }
         for seed in s["seeds"]
-        for a in ("grpo", "igpo")
+        for arm in arms
     ]
     if args.workers > 1:
         import multiprocessing
@@ -374,9 +579,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             runs = list(pool.map(run_job, jobs))
     else:
         runs = [run_job(job) for job in jobs]
-    stats = summarise(runs, s["seeds"])
     info["load_average_1m_end"] = common.os.getloadavg()[0]
     total = time.perf_counter() - began
+    if args.mode != "effect":
+        report = budget_report if args.mode == "budget" else rollouts_report
+        metrics = BUDGET_METRICS if args.mode == "budget" else ROLLOUT_METRICS
+        stats = summarise(runs, s["seeds"], metrics, arms, pairs)
+        markdown = report(s, record, sft_accuracy, runs, stats, info, total)
+        payload = {
+            "benchmark": name,
+            "machine": info,
+            "command": common.command_line(),
+            "quick": args.quick,
+            "settings": s,
+            "sft_checkpoint": record | {"heldout_accuracy": sft_accuracy},
+            "runs": runs,
+            "summary": stats,
+            "seconds": total,
+        }
+        common.write_results(args.out, name, payload, markdown)
+        print(markdown)
+        return payload
+    stats = summarise(runs, s["seeds"])
 
     rows = []
     for metric in METRICS:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,24 @@ def effect_section(data: dict[str, Any]) -> str:
     return f"**The IGPO effect** (`{data['command']}`; {common.machine_line(data['machine'])})\n\n" + body
 
 
+def comparison_section(title: str) -> Any:
+    """A section made of one of igpo_effect.py's other results files (``--mode budget`` / ``--mode rollouts``):
+    its tables and setup line, without its title, machine and command lines."""
+
+    def section(data: dict[str, Any]) -> str:
+        body = Path(data["_md"]).read_text().split("\n\n", 3)[3]
+        return f"**{title}** (`{data['command']}`; {common.machine_line(data['machine'])})\n\n" + body
+
+    return section
+
+
+def fast_sampler_section(data: dict[str, Any]) -> str:
+    md = Path(data["_md"]).read_text()
+    # Both tables of fast_sampler.md with their notes, without its title, machine and command lines.
+    body = re.sub(r"^## (.+)$", r"*\1*", md.split("\n\n", 3)[3], flags=re.MULTILINE)
+    return f"**Fast sampler** (`{data['command']}`; {common.machine_line(data['machine'])})\n\n" + body
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=common.RESULTS_DIR)
@@ -98,7 +117,7 @@ def main(argv: list[str] | None = None) -> str:
     parts = [
         "## Performance\n",
         (
-            "Measured with `make bench` (the three scripts of `benchmarks/`, see "
+            "Measured with `make bench` (the scripts of `benchmarks/`, see "
             "`benchmarks/README.md`); the numbers below are the latest run. Each section names its machine; on a "
             "shared CPU (the load average is part of the machine line) absolute times move with other jobs, so "
             "read the ratio to the matmul peak and the paired statistics rather than single timings.\n"
@@ -108,6 +127,9 @@ def main(argv: list[str] | None = None) -> str:
         ("rollout_throughput", rollout_section),
         ("train_step", train_section),
         ("igpo_effect", effect_section),
+        ("dynamic_sampling", comparison_section("GRPO vs IGPO vs dynamic sampling at an equal sampling budget")),
+        ("fast_rollouts_rl", comparison_section("RL with fast vs exact rollouts")),
+        ("fast_sampler", fast_sampler_section),
     ):
         path = args.results / f"{name}.json"
         if path.exists():

@@ -1,4 +1,5 @@
-"""Reinforcement learning for masked diffusion LMs: IGPO and GRPO in one loop (``igpo.rl.trainer.train_rl``)."""
+"""Reinforcement learning for masked diffusion LMs: IGPO, GRPO and dynamic sampling in one loop
+(``igpo.rl.trainer.train_rl``)."""
 
 from igpo.rl.config import RLConfig
 from igpo.rl.metrics import RLStepMetrics

@@ -1,5 +1,5 @@
-"""The RL stage config (IGPO, or GRPO = the same loop with inpainting off). Defaults are the reference run
-of SPEC section 2 where it gives one."""
+"""The RL stage config (IGPO; GRPO = the same loop with inpainting off; dynamic sampling = the same loop
+re-sampling zero-variance groups). Defaults are the reference run of SPEC section 2 where it gives one."""
 
 from __future__ import annotations
 
@@ -14,12 +14,20 @@ from igpo.sampler import SamplerConfig
 
 
 class RLConfig(StrictConfig):
-    """IGPO / GRPO training settings."""
+    """IGPO / GRPO / dynamic-sampling training settings."""
 
-    algorithm: Literal["igpo", "grpo"] = Field(
-        "igpo", description="'igpo' repairs all-wrong groups by inpainting; 'grpo' is the same loop without repair."
+    algorithm: Literal["igpo", "grpo", "dynamic"] = Field(
+        "igpo",
+        description="'igpo' repairs all-wrong groups by inpainting; 'grpo' is the same loop without repair; "
+        "'dynamic' (DAPO's dynamic sampling) replaces zero-variance groups by groups of freshly drawn prompts.",
     )
     steps: int = Field(100, ge=1, description="Rollout batches (each followed by mu optimizer updates).")
+    max_generated_completions: int | None = Field(
+        None,
+        ge=1,
+        description="Stop after the step at which the completions generated so far (rollouts, inpainting attempts "
+        "and re-sampled rollouts, over all ranks) reach this many; None = run all steps. Equal-budget comparisons.",
+    )
     batch_size: int = Field(64, ge=1, description="Prompts per rollout batch over all ranks (reference run: 64).")
     group_size: int = Field(8, description="Completions per prompt G (reference run: 8); at least 2.")
     micro_batch_size: int | None = Field(
@@ -55,6 +63,13 @@ class RLConfig(StrictConfig):
     s_max: int = Field(10, ge=1, description="Longest hint chunk in tokens.")
     tau: float = Field(
         0.2, ge=0.0, le=1.0, description="Fraction of hint positions (highest entropy first, at least one) that get gradient."
+    )
+    # Dynamic sampling (DAPO, Yu et al. 2025, section 3.2).
+    oversample_factor: int = Field(
+        2, ge=1, description="Dynamic sampling: fresh prompts drawn per zero-variance group in each re-sampling round."
+    )
+    max_resample_rounds: int = Field(
+        3, ge=1, description="Dynamic sampling: re-sampling rounds per step; groups still without variance are kept."
     )
     # Optimizer (reference run: AdamW lr 5e-7, betas (0.9, 0.99), weight decay 0.1, grad clip 0.2).
     learning_rate: float = Field(5e-7, gt=0, description="AdamW learning rate.")

@@ -22,7 +22,9 @@ class PhaseSeconds(BaseModel):
 
     rollout: float = Field(0.0, description="Generating the G completions per prompt.")
     reward: float = Field(0.0, description="Decoding and scoring them.")
-    repair: float = Field(0.0, description="Inpainting rollouts and replacements (IGPO); ~0 for GRPO.")
+    repair: float = Field(
+        0.0, description="Inpainting rollouts and replacements (IGPO), re-sampling rounds (dynamic); ~0 for GRPO."
+    )
     logprobs: float = Field(0.0, description="Old-policy and reference log-probs (no grad).")
     advantages: float = Field(0.0, description="Group advantages.")
     update: float = Field(0.0, description="Current-policy log-probs, loss, backward and optimizer steps (mu updates).")
@@ -36,8 +38,21 @@ class RLStepMetrics(BaseModel):
     step: int = Field(description="Steps (rollout batches) done so far.")
     reward: float = Field(description="Mean total reward of the sampled completions, before repair.")
     accuracy: float = Field(description="Fraction of sampled completions that are correct, before repair.")
-    all_wrong_fraction: float = Field(description="Fraction of groups with every completion wrong, before repair.")
+    all_wrong_fraction: float = Field(
+        description="Fraction of groups with every completion wrong in the policy's first rollout batch, before repair."
+    )
+    all_wrong_fraction_after_repair: float = Field(
+        0.0, description="Fraction of the trained groups with every completion wrong, after repair (or re-sampling)."
+    )
     zero_advantage_fraction: float = Field(description="Fraction of groups with all-equal rewards, after repair.")
+    completions_generated: int = Field(
+        0, description="Completions sampled this step: rollouts + inpainting attempts + re-sampled rollouts."
+    )
+    completions_generated_total: int = Field(0, description="Completions sampled so far in the run (across resumes).")
+    prompts_resampled: int = Field(0, description="Dynamic sampling: fresh prompts drawn (G completions each).")
+    groups_resampled: int = Field(0, description="Dynamic sampling: zero-variance groups replaced by fresh ones with variance.")
+    groups_unfilled: int = Field(0, description="Dynamic sampling: zero-variance groups kept after the last round.")
+    resample_rounds: int = Field(0, description="Dynamic sampling: re-sampling rounds run (summed over ranks).")
     inpaint_attempts: int = Field(description="Inpainted completions generated.")
     inpaint_successes: int = Field(description="Inpainted completions that are correct.")
     groups_repaired: int = Field(description="All-wrong groups that got at least one correct inpainted completion.")
@@ -88,7 +103,7 @@ class StepTally:
 
     def metrics(
         self, step: int, timer: PhaseTimer, grad_norm: float, learning_rate: float, has_reference: bool,
-        device: torch.device, skipped_updates: int = 0,
+        device: torch.device, skipped_updates: int = 0, completions_before: int = 0,
     ) -> RLStepMetrics:
         keys = sorted(self.sums)
         totals = all_reduce_sum(torch.tensor([self.sums[k] for k in keys], dtype=torch.float64, device=device))
@@ -102,7 +117,14 @@ class StepTally:
             reward=ratio("reward", "sequences"),
             accuracy=ratio("correct", "sequences"),
             all_wrong_fraction=ratio("all_wrong_groups", "groups"),
+            all_wrong_fraction_after_repair=ratio("all_wrong_after_repair", "groups"),
             zero_advantage_fraction=ratio("zero_advantage_groups", "groups"),
+            completions_generated=int(s.get("completions_generated", 0)),
+            completions_generated_total=completions_before + int(s.get("completions_generated", 0)),
+            prompts_resampled=int(s.get("prompts_resampled", 0)),
+            groups_resampled=int(s.get("groups_resampled", 0)),
+            groups_unfilled=int(s.get("groups_unfilled", 0)),
+            resample_rounds=int(s.get("resample_rounds", 0)),
             inpaint_attempts=int(s.get("inpaint_attempts", 0)),
             inpaint_successes=int(s.get("inpaint_successes", 0)),
             groups_repaired=int(s.get("groups_repaired", 0)),

@@ -1,10 +1,12 @@
 """Repairing zero-advantage groups before the advantages are taken (SPEC section 1, steps 1-4).
 
 A repair strategy edits a scored ``RolloutBatch`` in place and returns what it did. ``"igpo"``
-inpaints the all-wrong groups; ``"grpo"`` leaves every group as sampled. The trainer looks the strategy
-up by ``config.algorithm`` in ``REPAIR_STRATEGIES``; another mode (e.g. dynamic sampling, which
-re-samples zero-variance groups until the batch is full) is one more entry with the same signature.
-A strategy keeps the batch shape (B*G rows): the update's gradient accumulation is fixed at start.
+inpaints the all-wrong groups; ``"grpo"`` leaves every group as sampled; ``"dynamic"`` (DAPO's dynamic
+sampling) replaces zero-variance groups by groups of fresh prompts that have reward variance, drawn
+through the trainer's ``resample`` callable. The trainer looks the strategy up by ``config.algorithm`` in
+``REPAIR_STRATEGIES``; every strategy has the same signature (``resample`` is keyword-only and optional:
+only dynamic sampling uses it). A strategy keeps the batch shape (B*G rows): the update's gradient
+accumulation is fixed at start.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import torch
 
 from igpo.models import DiffusionLM
 from igpo.prompting import decode_completions
+from igpo.rl.advantages import zero_advantage_groups
 from igpo.rl.config import RLConfig
 from igpo.rl.hints import plan_hints, sample_hints
 from igpo.rl.rewards import Rewards, all_wrong_groups
-from igpo.rl.rollout import RolloutBatch
+from igpo.rl.rollout import RolloutBatch, replace_groups
 from igpo.sampler import generate
 
 Scorer = Callable[[Sequence[str], dict[str, list]], Rewards]
+Resampler = Callable[[int], RolloutBatch]  # num_prompts -> a scored batch of fresh prompts x G completions
 
 
 @dataclass
@@ -38,6 +42,17 @@ class RepairStats:
     replaced: int = 0  # completions replaced
     revealed_tokens: int = 0  # hint tokens over all attempts
     trace_tokens: int = 0  # tokens of the (truncated) traces over all attempts
+    # Dynamic sampling.
+    resample_rounds: int = 0  # re-sampling rounds run
+    prompts_resampled: int = 0  # fresh prompts drawn and rolled out (G completions each)
+    groups_resampled: int = 0  # zero-variance groups replaced by a fresh group with variance
+    resampled_completions: int = 0  # completions of those fresh prompts
+    groups_unfilled: int = 0  # zero-variance groups still in the batch after the last round (kept as they are)
+
+    @property
+    def completions_generated(self) -> int:
+        """Completions this phase sampled: inpainting attempts plus re-sampled rollouts."""
+        return self.attempts + self.resampled_completions
 
 
 def select_replacements(
@@ -52,7 +67,9 @@ def select_replacements(
     return list(zip(wrong[:count], right[:count]))
 
 
-def no_repair(policy: DiffusionLM, batch: RolloutBatch, config: RLConfig, scorer: Scorer, generators) -> RepairStats:
+def no_repair(
+    policy: DiffusionLM, batch: RolloutBatch, config: RLConfig, scorer: Scorer, generators, *, resample: Resampler | None = None
+) -> RepairStats:
     """GRPO: groups stay as sampled (all-wrong groups are still counted)."""
     return RepairStats(all_wrong_groups=int(all_wrong_groups(batch.rewards.correctness, batch.group_size).sum()))
 
@@ -63,6 +80,8 @@ def inpaint_all_wrong_groups(
     config: RLConfig,
     scorer: Scorer,
     generators: dict[str, torch.Generator],
+    *,
+    resample: Resampler | None = None,
 ) -> RepairStats:
     """IGPO: for every all-wrong group draw G hint patterns from its y* (``reasoning`` column), inpaint G
     completions in one batched sampler call, and replace up to floor(lambda*G) wrong originals by correct
@@ -111,5 +130,45 @@ def inpaint_all_wrong_groups(
     return stats
 
 
-RepairStrategy = Callable[[DiffusionLM, RolloutBatch, RLConfig, Scorer, dict[str, torch.Generator]], RepairStats]
-REPAIR_STRATEGIES: dict[str, RepairStrategy] = {"igpo": inpaint_all_wrong_groups, "grpo": no_repair}
+def resample_zero_variance_groups(
+    policy: DiffusionLM,
+    batch: RolloutBatch,
+    config: RLConfig,
+    scorer: Scorer,
+    generators: dict[str, torch.Generator],
+    *,
+    resample: Resampler | None = None,
+) -> RepairStats:
+    """Dynamic sampling (DAPO, Yu et al. 2025, section 3.2): a group whose total rewards are all equal has
+    zero advantages (no gradient). Each round draws ``oversample_factor`` fresh prompts per such group
+    (``resample``: G completions each, scored) and copies fresh groups that have variance over the flat ones,
+    in index order; surplus fresh groups are dropped. After ``max_resample_rounds`` rounds the groups still
+    flat are kept, so the batch keeps its B*G rows."""
+    if resample is None:
+        raise ValueError("dynamic sampling needs a resample callable (the trainer builds one)")
+    G = batch.group_size
+    stats = RepairStats(all_wrong_groups=int(all_wrong_groups(batch.rewards.correctness, G).sum()))
+    flat = zero_advantage_groups(batch.rewards.total, G).nonzero().flatten().tolist()  # [<= B] group indices
+    for _ in range(config.max_resample_rounds):
+        if not flat:
+            break
+        fresh = resample(len(flat) * config.oversample_factor)  # [B'*G] scored
+        varied = (~zero_advantage_groups(fresh.rewards.total, G)).nonzero().flatten().tolist()
+        count = min(len(flat), len(varied))
+        if count:
+            replace_groups(batch, flat[:count], fresh, varied[:count], policy.tokens.pad_id)
+        flat = flat[count:]
+        stats.resample_rounds += 1
+        stats.prompts_resampled += fresh.num_groups
+        stats.resampled_completions += len(fresh.texts)
+        stats.groups_resampled += count
+    stats.groups_unfilled = len(flat)
+    return stats
+
+
+RepairStrategy = Callable[..., RepairStats]  # (policy, batch, config, scorer, generators, *, resample=None)
+REPAIR_STRATEGIES: dict[str, RepairStrategy] = {
+    "igpo": inpaint_all_wrong_groups,
+    "grpo": no_repair,
+    "dynamic": resample_zero_variance_groups,
+}

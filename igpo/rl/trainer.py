@@ -1,8 +1,10 @@
-"""IGPO and GRPO: one training loop (SPEC section 1; IGPO, arXiv 2509.10396, Algorithm 1).
+"""IGPO, GRPO and dynamic sampling: one training loop (SPEC section 1; IGPO, arXiv 2509.10396, Algorithm 1;
+DAPO, arXiv 2503.14476, section 3.2).
 
 Each step: rollout (G completions per prompt of this rank's shard) -> reward (shared verifier + format)
 -> repair (IGPO: inpaint all-wrong groups with y* hints, replace up to floor(lambda*G) wrong ones;
-GRPO: nothing) -> log-probs (old policy and reference, no grad) -> advantages (r - mean(r) per group)
+GRPO: nothing; dynamic: replace zero-variance groups by freshly sampled groups with variance)
+-> log-probs (old policy and reference, no grad) -> advantages (r - mean(r) per group)
 -> update (mu optimizer steps on the clipped surrogate + beta * k3 KL, entropy-filtered hint tokens).
 
 Deviations from the paper and the reference run, all deliberate:
@@ -23,12 +25,32 @@ Deviations from the paper and the reference run, all deliberate:
 - Learning-rate schedule: linear warm-up then constant (the paper does not state one).
 - Every random draw uses explicit per-rank torch.Generators (prompt order is a pure function of
   (seed, step)); nothing reseeds global RNGs.
-- Reported reward and accuracy are those of the sampled completions, before repair; the advantages use
-  the repaired rewards (a replaced completion carries its own, inpainted, reward).
-- A rank's rollouts (and its inpainting rollouts) are each one batched sampler call.
+- Reported reward, accuracy and all-wrong fraction are those of the rank's first rollout batch, before
+  repair; the advantages use the repaired rewards (a replaced completion carries its own reward).
+- A rank's rollouts (and its inpainting rollouts, and each re-sampling round) are each one batched sampler call.
+
+Dynamic sampling (``algorithm: dynamic``) differs from DAPO on purpose:
+- "Zero variance" is all *total* rewards of a group equal (correctness + format), the exact condition
+  for all-zero advantages; DAPO filters on accuracy 0 or 1. With format weight 0 the two coincide.
+- DAPO draws whole extra generation batches until B groups with variance are collected (and errors out
+  after ``max_num_gen_batches``). Here each round draws ``oversample_factor`` fresh prompts per flat
+  group still in the batch, copies groups with variance over flat ones in index order (groups that already
+  have variance are never touched) and drops the surplus; after ``max_resample_rounds`` rounds the groups
+  still flat are kept and counted (``groups_unfilled``), so B*G and the gradient accumulation stay fixed.
+- Fresh prompts: the k-th prompt a rank draws at a step is a pure function of (seed, step, rank, k)
+  (``igpo.rl.rollout.fresh_prompt_order``: a permutation of the dataset without the step's global batch,
+  dealt round-robin over the ranks); their completions come from the rank's sampling stream, so a resumed
+  run re-draws exactly what the uninterrupted one drew. Rounds are rank-local, like IGPO's inpainting.
+- It does not add DAPO's other changes (clip-higher is ``eps_high``; overlong shaping is not implemented),
+  and it does not combine with inpainting (one repair strategy per step).
+
+``max_generated_completions`` stops a run after the step at which the completions generated so far
+(rollouts + inpainting attempts + re-sampled rollouts, all ranks) reach it; the count is kept in the
+checkpoint, so a resumed run stops where the uninterrupted one did. That compares the three modes at an
+equal sampling budget instead of an equal number of steps.
 
 The repair phase is looked up by ``config.algorithm`` in ``igpo.rl.repair.REPAIR_STRATEGIES``; a further
-mode (e.g. dynamic sampling) is a new entry there and a new ``algorithm`` value, not a new loop.
+mode is a new entry there and a new ``algorithm`` value, not a new loop.
 """
 
 from __future__ import annotations
@@ -61,9 +83,9 @@ from igpo.rl.advantages import group_advantages, zero_advantage_groups
 from igpo.rl.config import RLConfig
 from igpo.rl.loss import completion_mask, entropy_filter, loss_mask, policy_loss
 from igpo.rl.metrics import PhaseTimer, RLStepMetrics, StepTally
-from igpo.rl.repair import REPAIR_STRATEGIES
+from igpo.rl.repair import REPAIR_STRATEGIES, Resampler, Scorer
 from igpo.rl.rewards import RewardFunction, all_wrong_groups, correctness_reward, score_completions
-from igpo.rl.rollout import RolloutBatch, generate_rollouts
+from igpo.rl.rollout import RolloutBatch, fresh_prompt_order, generate_rollouts
 
 
 class RLResult(BaseModel):
@@ -71,6 +93,7 @@ class RLResult(BaseModel):
 
     metrics: list[RLStepMetrics] = Field(default_factory=list, description="One entry per step run here.")
     resumed_from: int | None = Field(None, description="Step of the checkpoint this run resumed from, if any.")
+    budget_reached: bool = Field(False, description="Stopped early: max_generated_completions was reached.")
 
 
 def train_rl(
@@ -109,11 +132,14 @@ def train_rl(
         "hint": torch.Generator().manual_seed(stream_seed(config.seed, 2)),
         "mask": torch.Generator(device=device).manual_seed(stream_seed(config.seed, 3)),
     }
-    result, start = RLResult(), 0
+    result, start, generated = RLResult(), 0, 0  # generated: completions sampled so far, all ranks
     if checkpoint_dir and config.checkpoint.resume and (latest := latest_checkpoint(checkpoint_dir)) is not None:
         state = load_checkpoint(latest, engine, generators)
         start = result.resumed_from = state["step"]
+        generated = int(state.get("completions_generated", 0))
         engine.restore_nonfinite_state(state)
+    budget = config.max_generated_completions
+    result.budget_reached = budget is not None and generated >= budget  # resumed from the run's last checkpoint
 
     def scorer(texts, columns):
         return score_completions(texts, columns, correctness_fn, config.format_reward_weight)
@@ -121,9 +147,11 @@ def train_rl(
     repair = REPAIR_STRATEGIES[config.algorithm]
     bar = tqdm(range(start, config.steps), desc=config.algorithm, disable=not (progress and is_main_process()))
     for step in bar:
+        if result.budget_reached:
+            break
         timer, tally = PhaseTimer(), StepTally()
-        shard = rank_shard(batch_indices(len(examples), config.batch_size, step, config.seed), rank(), world)
-        rows = [examples[i] for i in shard]  # this rank's B prompts of the global batch
+        global_batch = batch_indices(len(examples), config.batch_size, step, config.seed)
+        rows = [examples[i] for i in rank_shard(global_batch, rank(), world)]  # this rank's B prompts
 
         with timer("rollout"):
             engine.module.eval()
@@ -137,11 +165,16 @@ def train_rl(
             )
 
         with timer("repair"):
-            stats = repair(policy, batch, config, scorer, generators)
+            resample = _resampler(policy, examples, config, scorer, generators["sample"], step, global_batch)
+            stats = repair(policy, batch, config, scorer, generators, resample=resample)
             tally.add(
                 inpaint_attempts=stats.attempts, inpaint_successes=stats.successes, groups_repaired=stats.groups_repaired,
                 completions_replaced=stats.replaced, groups_without_hints=stats.groups_without_hints,
                 revealed_tokens=stats.revealed_tokens, trace_tokens=stats.trace_tokens,
+                resample_rounds=stats.resample_rounds, prompts_resampled=stats.prompts_resampled,
+                groups_resampled=stats.groups_resampled, groups_unfilled=stats.groups_unfilled,
+                completions_generated=len(batch.texts) + stats.completions_generated,
+                all_wrong_after_repair=all_wrong_groups(batch.rewards.correctness, G).sum(),
             )
 
         engine.module.train()
@@ -187,16 +220,20 @@ def train_rl(
                 tally.add(loss_sum=update_loss, updates=1)
 
         metrics = tally.metrics(step + 1, timer, engine.last_grad_norm, engine.learning_rate, reference is not None, device,
-                                engine.skipped_updates)
+                                engine.skipped_updates, generated)
         result.metrics.append(metrics)
+        generated = metrics.completions_generated_total  # summed over ranks: every rank stops at the same step
+        result.budget_reached = budget is not None and generated >= budget
         bar.set_postfix(reward=f"{metrics.reward:.3f}", all_wrong=f"{metrics.all_wrong_fraction:.2f}")
         every = config.checkpoint.every_steps
-        if checkpoint_dir and every and ((step + 1) % every == 0 or step + 1 == config.steps):
+        if checkpoint_dir and every and ((step + 1) % every == 0 or step + 1 == config.steps or result.budget_reached):
             save_checkpoint(checkpoint_dir, step + 1, engine, generators,
-                            {"algorithm": config.algorithm, **engine.nonfinite_state()},
+                            {"algorithm": config.algorithm, "completions_generated": generated, **engine.nonfinite_state()},
                             config.checkpoint.keep_last, policy.tokenizer)
         if on_step is not None and is_main_process():
             on_step(step + 1, metrics)
+        if result.budget_reached:
+            break
 
     engine.module.eval()
     if config.lora is not None and config.lora.merge_on_save:
@@ -205,6 +242,28 @@ def train_rl(
         engine.save_model(Path(output_dir), policy.tokenizer)
     model.model = engine.module
     return result
+
+
+def _resampler(
+    policy: DiffusionLM, examples: Sequence[Mapping[str, Any]], config: RLConfig, scorer: Scorer,
+    generator: torch.Generator, step: int, global_batch: list[int],
+) -> Resampler:
+    """``resample(n)``: the rank's next n fresh prompts of this step (``fresh_prompt_order``, cycled), rolled
+    out G times each in one sampler call with the rank's sampling stream, and scored."""
+    order: list[int] = []
+    drawn = 0
+
+    def resample(num_prompts: int) -> RolloutBatch:
+        nonlocal drawn
+        if not order:  # built on first use: IGPO and GRPO never pay for it
+            order.extend(fresh_prompt_order(len(examples), global_batch, config.seed, step, rank(), world_size()))
+        rows = [examples[order[(drawn + k) % len(order)]] for k in range(num_prompts)]
+        drawn += num_prompts
+        fresh = generate_rollouts(policy, rows, config.group_size, config.rollout, generator, config.instruction)
+        fresh.rewards = scorer(fresh.texts, fresh.columns)
+        return fresh
+
+    return resample
 
 
 @torch.no_grad()

@@ -98,6 +98,51 @@ def test_igpo_effect_quick(out):
     assert (out / "cache" / f"sft-{payload['sft_checkpoint']['key']}" / "record.json").is_file()
 
 
+def test_igpo_effect_budget_mode_quick(out):
+    """GRPO, IGPO and dynamic sampling from the same checkpoint, each stopped by the same completion budget."""
+    igpo_effect.main(["--quick", "--mode", "budget", "--out", str(out), "--cache", str(out / "cache")])
+    payload = _load(out, "dynamic_sampling")
+    s, seeds = payload["settings"], payload["settings"]["seeds"]
+    budget = s["budget"]["max_generated_completions"]
+    per_step = s["rl"]["batch_size"] * s["rl"]["group_size"]
+    assert budget == per_step * s["rl"]["steps"]  # default: what GRPO spends in --rl-steps steps
+    assert sorted((r["arm"], r["seed"]) for r in payload["runs"]) == sorted(
+        (a, seed) for a in ("grpo", "igpo", "dynamic") for seed in seeds
+    )
+    for run in payload["runs"]:
+        # Every run stops at the first step whose cumulative count reaches the budget.
+        totals = [c["completions_generated_total"] for c in run["curve"]]
+        assert run["completions_generated"] == totals[-1] >= budget and all(t < budget for t in totals[:-1])
+        assert run["steps_run"] == len(run["curve"]) and run["seconds_per_step"] > 0
+        if run["arm"] == "grpo":
+            assert run["steps_run"] == budget // per_step
+    for metric in igpo_effect.BUDGET_METRICS:
+        summary = payload["summary"][metric]
+        assert {"grpo", "igpo", "dynamic", "dynamic_minus_grpo", "dynamic_minus_igpo", "igpo_minus_grpo"} <= set(summary)
+        assert summary["dynamic_minus_grpo"]["n"] == len(seeds)
+    # The mode does not key the SFT cache: the checkpoint the default mode built (test above) is reused.
+    assert (out / "cache" / f"sft-{payload['sft_checkpoint']['key']}" / "record.json").is_file()
+    if (out / "igpo_effect.json").exists():
+        assert payload["sft_checkpoint"]["key"] == json.loads((out / "igpo_effect.json").read_text())["sft_checkpoint"]["key"]
+
+
+def test_igpo_effect_rollouts_mode_quick(out):
+    """The same RL with exact and with fast rollouts (the sampler's cache and threshold fields)."""
+    igpo_effect.main(
+        ["--quick", "--mode", "rollouts", "--rollout-cache", "prefix", "--out", str(out), "--cache", str(out / "cache")]
+    )
+    payload = _load(out, "fast_rollouts_rl")
+    assert payload["settings"]["arm_rollouts"] == {"exact": {}, "fast": {"cache": "prefix", "threshold": 0.9}}
+    seeds = payload["settings"]["seeds"]
+    assert sorted((r["arm"], r["seed"]) for r in payload["runs"]) == sorted((a, s) for a in ("exact", "fast") for s in seeds)
+    assert all(r["algorithm"] == "igpo" and r["steps_run"] == payload["settings"]["rl"]["steps"] for r in payload["runs"])
+    for metric in igpo_effect.ROLLOUT_METRICS:
+        assert payload["summary"][metric]["fast_minus_exact"]["n"] == len(seeds)
+    text = summarize.main(["--results", str(out)])
+    for title in ("GRPO vs IGPO vs dynamic sampling at an equal sampling budget", "RL with fast vs exact rollouts"):
+        assert f"**{title}**" in text
+
+
 def test_summary_collects_every_script(out):
     if not all((out / f"{n}.json").exists() for n in ("rollout_throughput", "train_step", "igpo_effect")):
         pytest.skip("reads what the three script tests above wrote")
@@ -105,3 +150,25 @@ def test_summary_collects_every_script(out):
     assert (out / "summary.md").read_text() == text
     for title in ("Rollout throughput", "Training step", "The IGPO effect"):
         assert f"**{title}**" in text
+
+
+def test_fast_sampler_quick(out):
+    from benchmarks import fast_sampler
+
+    fast_sampler.main(["--quick", "--out", str(out), "--cache", str(out / "cache")])
+    payload = _load(out, "fast_sampler")
+    modes = list(fast_sampler.MODES)
+    assert [r["mode"] for r in payload["throughput"]] == modes
+    assert [r["mode"] for r in payload["accuracy"]] == modes
+    exact, prefix, dual = payload["throughput"][:3]
+    # Exact: steps = L/2 full forwards per sequence; the caches: one full forward per block, the rest cached.
+    assert exact["full_forwards_per_token"] == pytest.approx(0.5) and exact["cached_forwards_per_token"] == 0
+    blocks = exact["gen_length"] // exact["block_length"]
+    for row in (prefix, dual):
+        assert row["full_forwards"] == blocks and row["cached_forwards"] == exact["full_forwards"] - blocks
+    assert dual["model_tokens_per_token"] < prefix["model_tokens_per_token"] < exact["model_tokens_per_token"]
+    for row in payload["throughput"] + payload["accuracy"]:
+        assert _finite(row["completion_tokens_per_second"])
+    assert all(0 <= r["accuracy"] <= 1 and r["same_as_exact"] <= 1 for r in payload["accuracy"])
+    assert payload["accuracy"][0]["same_as_exact"] == 1
+    assert "**Fast sampler**" in summarize.main(["--results", str(out)])

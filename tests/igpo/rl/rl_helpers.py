@@ -25,3 +25,15 @@ def has_letter_e(completions, **_):
 
 def params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def varied_on(questions):
+    """A scripted correctness reward: completions of the given questions alternate right/wrong by row (so
+    each group of an even size G has reward variance), every other completion is wrong (a flat group).
+    It ignores the text, so which groups are flat is known in advance whatever the model samples."""
+    chosen = set(questions)
+
+    def correctness(completions, question, **_):
+        return [1.0 if q in chosen and row % 2 == 0 else 0.0 for row, q in enumerate(question)]
+
+    return correctness

@@ -38,6 +38,9 @@ def test_every_trainable_parameter_changes_after_one_update(tiny_lm, toy_example
     assert metrics.seconds.rollout > 0 and metrics.seconds.update > 0 and metrics.kl is None
     if algorithm == "grpo":
         assert metrics.inpaint_attempts == 0 and metrics.groups_repaired == 0
+    # Every sampled completion is counted: the B*G rollouts plus IGPO's inpainting attempts, nothing re-sampled.
+    assert metrics.completions_generated == metrics.completions_generated_total == 2 * 4 + metrics.inpaint_attempts
+    assert metrics.prompts_resampled == metrics.groups_resampled == metrics.resample_rounds == 0
 
 
 def test_lora_trains_only_the_adapters_against_the_adapter_free_reference(tiny_lm, toy_examples):
@@ -131,6 +134,9 @@ def test_no_reference_model_is_held_when_beta_is_zero(tiny_lm, monkeypatch):
         ({"eps_low": 1.0}, "eps_low"),
         ({"rollout": {"gen_length": 16, "block_length": 5}}, "gen_length"),
         ({"algorithm": "ppo"}, "algorithm"),
+        ({"oversample_factor": 0}, "oversample_factor"),
+        ({"max_resample_rounds": 0}, "max_resample_rounds"),
+        ({"max_generated_completions": 0}, "max_generated_completions"),
     ],
 )
 def test_invalid_config_fails_naming_the_field(overrides, field):
@@ -174,6 +180,7 @@ def test_igpo_inpainting_repairs_all_wrong_groups(sft_lm, tmp_path):
         result = train_rl(sft_lm, _rare_examples(), config, progress=False, output_dir=str(tmp_path / "final"))
         m = result.metrics[0]
         assert m.accuracy == 0 and m.all_wrong_fraction == 1  # nothing right without hints
+        assert m.all_wrong_fraction_after_repair == 1 - m.groups_repaired / 2  # a repaired group has a correct completion
         assert m.inpaint_attempts == 8 and m.inpaint_successes >= 1 and m.groups_repaired >= 1
         assert 1 <= m.completions_replaced <= 2 * 2  # floor(0.5 * 4) per group
         assert m.zero_advantage_fraction < 1  # the repaired groups now give a gradient
