@@ -15,8 +15,7 @@ import platform
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -355,13 +354,11 @@ def paired_difference(
     return out
 
 
-def fmt_interval(stat: dict[str, Any], digits: int = 3, percent: bool = False) -> str:
-    """``0.412 [0.380, 0.444]`` (or in percent)."""
-    scale, unit = (100.0, "%") if percent else (1.0, "")
-    d = 1 if percent else digits
+def fmt_interval(stat: dict[str, Any], digits: int = 3) -> str:
+    """``0.412 [0.380, 0.444]``."""
     if stat.get("low") is None:
-        return f"{stat['mean'] * scale:.{d}f}{unit}"
-    return f"{stat['mean'] * scale:.{d}f}{unit} [{stat['low'] * scale:.{d}f}, {stat['high'] * scale:.{d}f}]"
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
 
 
 # --------------------------------------------------------------------------------------------- output
@@ -383,19 +380,10 @@ def command_line() -> str:
 
 
 def write_results(out_dir: Path, name: str, payload: dict[str, Any], markdown: str) -> tuple[Path, Path]:
-    """``<out>/<name>.json`` (payload, with machine and command) and ``<out>/<name>.md``."""
+    """``<out>/<name>.json`` (the payload as given) and ``<out>/<name>.md``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
     json_path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     md_path.write_text(markdown.rstrip() + "\n")
     return json_path, md_path
 
-
-@contextmanager
-def stopwatch() -> Iterator[dict[str, float]]:
-    record: dict[str, float] = {}
-    start = time.perf_counter()
-    try:
-        yield record
-    finally:
-        record["seconds"] = time.perf_counter() - start

@@ -4,9 +4,9 @@ A checkpoint is a directory ``<root>/step-<8 digits>/``::
 
     manifest.json            written last: step, files and their byte sizes; its presence = complete
     trainer_state.json       step, world size and whatever the trainer adds (plain JSON)
-    model/                   save_pretrained (safetensors): the full model, or the peft adapter alone
+    model/                   one process: save_pretrained (safetensors), the full model or the peft adapter alone
     optimizer.pt, scheduler.pt   one process: tensors-only state dicts, read with weights_only=True
-    deepspeed/state/...      under DeepSpeed: DeepSpeed's own sharded checkpoint (weights + ZeRO state)
+    deepspeed/state/...      under DeepSpeed instead of the three above: its own sharded checkpoint (weights + ZeRO state)
     rng/rank-<5 digits>.safetensors   every torch.Generator of that rank (and torch's global RNG states)
 
 Atomicity: everything is written into ``<root>/.tmp-step-...`` and renamed to ``step-...`` only after
@@ -51,6 +51,10 @@ class CheckpointConfig(StrictConfig):
     keep_last: int | None = Field(2, ge=1, description="Complete checkpoints to keep (older ones are deleted); None keeps all.")
     resume: bool = Field(True, description="Continue from the latest complete checkpoint in the directory if one exists.")
 
+    def due(self, done: int, total: int, last: bool = False) -> bool:
+        """Whether to write a checkpoint after ``done`` of ``total`` steps (``last``: the run stops here early)."""
+        return bool(self.every_steps) and (done % self.every_steps == 0 or done == total or last)
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: missing, truncated or unreadable file (named in the message)."""
@@ -88,8 +92,7 @@ def save_checkpoint(
             shutil.rmtree(tmp)
         (tmp / "rng").mkdir(parents=True)
     barrier()
-    engine.save_model(tmp / "model", tokenizer)
-    engine.save_optimizer(tmp)
+    engine.save_state(tmp, tokenizer)
     save_rng(tmp / "rng" / f"rank-{rank():05d}.safetensors", generators)
     barrier()
     if is_main_process():

@@ -232,13 +232,17 @@ class TrainEngine:
     An update whose loss (any micro-batch, any rank) or global gradient norm is non-finite is skipped:
     no optimizer or schedule step, gradients dropped, ``skipped_updates`` counted. After
     ``max_nonfinite_in_a_row`` skipped updates in a row, ``backward`` raises ``NonFiniteLossError``.
-    Ranks agree: the loss flag is summed over ranks before backward, and DeepSpeed's own step skips
-    on a non-finite global gradient norm (its ``skipped_steps``), which is the same on every rank."""
+    Ranks agree: the loss flag is summed over ranks at the update boundary, and DeepSpeed's own step skips
+    on a non-finite global gradient norm (its ``skipped_steps``), which is the same on every rank. Under
+    DeepSpeed an update with a non-finite loss but finite gradients cannot be undone (DeepSpeed has stepped
+    already); it is counted as skipped all the same."""
 
     @classmethod
     def from_config(cls, module: torch.nn.Module, config: Any, micro_batches_per_update: int,
                     micro_batch_size: int) -> TrainEngine:
-        """The engine an SFT or RL config describes (both carry the same optimizer, LoRA and DeepSpeed fields)."""
+        """The engine an SFT or RL config describes: the shared ``igpo.train_config.TrainingRunConfig`` fields
+        plus the stage's optimizer fields (``learning_rate``, ``betas``, ``weight_decay``, ``grad_clip``,
+        ``warmup_steps``)."""
         return cls(
             module, learning_rate=config.learning_rate, betas=config.betas, weight_decay=config.weight_decay,
             grad_clip=config.grad_clip, warmup_steps=config.warmup_steps,
@@ -264,6 +268,7 @@ class TrainEngine:
         max_nonfinite_in_a_row: int = 3,
     ):
         self.module = module
+        self.merge_lora_on_save = merge_lora_on_save
         self.grad_clip = grad_clip
         self.micro_batches_per_update = micro_batches_per_update
         self._micro_step = 0
@@ -272,7 +277,7 @@ class TrainEngine:
         self.skipped_updates = 0  # over the whole run (restored on resume through nonfinite_state)
         self.nonfinite_in_a_row = 0
         self._nonfinite_loss = False  # some micro-batch of the current update had a non-finite loss
-        trainable = [p for p in module.parameters() if p.requires_grad]
+        self._trainable = trainable = [p for p in module.parameters() if p.requires_grad]
         if not trainable:
             raise ValueError("the module has no trainable parameter")
         self.optimizer = torch.optim.AdamW(trainable, lr=learning_rate, betas=betas, weight_decay=weight_decay)
@@ -320,9 +325,10 @@ class TrainEngine:
                 f"{self.micro_batches_per_update} micro-batches per update"
             )
         self._micro_step += 1
-        # Collective when several ranks train: every rank learns whether any rank's loss is non-finite.
-        local_bad = torch.tensor([0.0 if bool(torch.isfinite(loss.detach()).all()) else 1.0], device=loss.device)
-        self._nonfinite_loss |= bool(all_reduce_sum(local_bad).item() > 0)
+        self._nonfinite_loss |= not bool(torch.isfinite(loss.detach()).all())
+        if boundary:  # collective once per update: every rank learns whether any rank's loss was non-finite
+            local_bad = torch.tensor([float(self._nonfinite_loss)], device=loss.device)
+            self._nonfinite_loss = bool(all_reduce_sum(local_bad).item() > 0)
         if self.deepspeed_engine is not None:
             skipped_before = self.deepspeed_engine.skipped_steps
             self.deepspeed_engine.backward(loss, scale_wrt_gas=False)
@@ -337,8 +343,7 @@ class TrainEngine:
             return
         loss.backward()
         if boundary:
-            trainable = [p for p in self.module.parameters() if p.requires_grad]
-            self.last_grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, self.grad_clip))
+            self.last_grad_norm = float(torch.nn.utils.clip_grad_norm_(self._trainable, self.grad_clip))
             skipped = self._nonfinite_loss or not math.isfinite(self.last_grad_norm)
             if not skipped:
                 self.optimizer.step()
@@ -383,6 +388,16 @@ class TrainEngine:
             raise ValueError("cannot merge LoRA into partitioned ZeRO-3 weights; save the adapter instead")
         self.module = self.module.merge_and_unload()
 
+    def finish(self, output_dir: str | Path | None, tokenizer: Any = None) -> torch.nn.Module:
+        """End of training: eval mode, LoRA merged if the config asks for it, weights written to ``output_dir``
+        (if given); returns the trained module (plain after a merge, else as trained)."""
+        self.module.eval()
+        if self.merge_lora_on_save:
+            self.merge_lora()
+        if output_dir is not None:
+            self.save_model(Path(output_dir), tokenizer)
+        return self.module
+
     def save_model(self, directory: Path, tokenizer: Any = None) -> None:
         """Write the weights with ``save_pretrained`` (safetensors): the adapter alone for a peft model,
         the full model otherwise. Collective under ZeRO-3 (parameters are gathered); rank 0 writes."""
@@ -396,12 +411,14 @@ class TrainEngine:
         if tokenizer is not None:
             tokenizer.save_pretrained(directory)
 
-    def save_optimizer(self, directory: Path) -> None:
-        """Optimizer and schedule state: torch tensors-only state dicts in one process (read back with
-        ``weights_only=True``), DeepSpeed's own sharded checkpoint under DeepSpeed (every rank writes)."""
+    def save_state(self, directory: Path, tokenizer: Any = None) -> None:
+        """What ``load`` restores. One process: the weights (``model/``, safetensors) and the optimizer and
+        schedule as torch tensors-only state dicts (read back with ``weights_only=True``). Under DeepSpeed:
+        DeepSpeed's own sharded checkpoint alone (it holds the weights too; every rank writes)."""
         if self.deepspeed_engine is not None:
             self.deepspeed_engine.save_checkpoint(str(directory / "deepspeed"), tag="state", save_latest=False)
             return
+        self.save_model(directory / "model", tokenizer)
         torch.save(self.optimizer.state_dict(), directory / "optimizer.pt")
         torch.save(self.scheduler.state_dict(), directory / "scheduler.pt")
 

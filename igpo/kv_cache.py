@@ -103,21 +103,13 @@ class BlockKVCache:
         assert start >= 0, "a shifted model needs at least one prompt token before the completion"
         return start, hi if self.mode == "dual" else length
 
-    def _forward(self, input_ids: torch.Tensor, first: int, block: int, **kwargs) -> torch.Tensor:
-        """Logits [N, block, V] of the outputs ``first .. first + block - 1`` of ``input_ids`` [N, T]."""
-        keep = torch.arange(first, first + block, device=input_ids.device)
-        if self.lm.supports_logits_to_keep:
-            return self.lm.model(input_ids=input_ids, logits_to_keep=keep, use_cache=True, **kwargs).logits
-        return self.lm.model(input_ids=input_ids, use_cache=True, **kwargs).logits[:, keep]
-
     def refresh(self, x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         """One full forward of x [N, P+L]: the block's logits [N, block, V], and the cache for the block's later
         steps (the keys/values outside the window)."""
         start, end = self._window = self._window_of(lo, hi, x.shape[1])
         full = DynamicCache()
-        kwargs = {"attention_mask": self.attention_mask} if self.attention_mask is not None else {}
-        # The block's outputs start at `start` (one before the block for a shifted model).
-        logits = self._forward(x, start, hi - lo, past_key_values=full, **kwargs)
+        positions = torch.arange(lo, hi, device=x.device)  # [block]; DiffusionLM.logits applies the shift
+        logits = self.lm.logits(x, self.attention_mask, positions, past_key_values=full, use_cache=True)
         if len(full.layers) == 0:  # the model ignored the cache it was given
             raise NotImplementedError(
                 f"cache={self.mode!r}: {type(self.lm.model).__name__} did not fill the transformers Cache it was "
@@ -145,9 +137,11 @@ class BlockKVCache:
         assert self._cache is not None and (start, end) == self._window_of(lo, hi, x.shape[1]), (
             "refresh first"
         )
-        n = x.shape[0]
-        position_ids = torch.arange(start, end, device=x.device)[None].expand(n, -1)  # [N, end - start]
-        kwargs = {"attention_mask": self._kv_mask} if self._kv_mask is not None else {}
-        return self._forward(
-            x[:, start:end], 0, hi - lo, position_ids=position_ids, past_key_values=self._cache, **kwargs
+        n, device = x.shape[0], x.device
+        position_ids = torch.arange(start, end, device=device)[None].expand(n, -1)  # [N, end - start]
+        # The block inside the window fed (a shifted model's window starts one position before the block).
+        positions = torch.arange(lo - start, hi - start, device=device)  # [block]
+        return self.lm.logits(
+            x[:, start:end], self._kv_mask, positions, position_ids=position_ids, past_key_values=self._cache,
+            use_cache=True,
         )

@@ -4,9 +4,9 @@ A step holds its inputs in memory (a model directory, a table, a config model); 
 files. ``launch_training`` writes them to a work directory (``inputs/table.parquet``, ``inputs/config.json``,
 ``inputs/launch.json``), starts ``python -m torch.distributed.run --standalone --nproc_per_node=N -m
 igpo.launch WORK_DIR``, waits, and returns the output directory the ranks wrote: a complete model
-directory (weights via ``save_pretrained``, tokenizer, loading card), the LoRA adapters already merged
-and ZeRO-3 shards already gathered by the trainers. Per-step metrics come back as rows (rank 0 writes
-them to ``metrics.jsonl``, appended across relaunches; the latest record of a step wins), so the caller can
+directory (weights via ``save_pretrained``, tokenizer, loading card), the LoRA adapters merged when
+``lora.merge_on_save`` is set (else the adapter alone), ZeRO-3 shards already gathered by the trainers.
+Per-step metrics come back as rows (rank 0 writes them to ``metrics.jsonl``, appended across relaunches; the latest record of a step wins), so the caller can
 log them after the run.
 
 Every rank runs ``igpo.sft.train_sft`` or ``igpo.rl.trainer.train_rl`` with the same arguments and a

@@ -16,7 +16,7 @@ import torch
 from pydantic import Field, model_validator
 
 from igpo.config_base import StrictConfig
-from igpo.tiny import TinyModelConfig
+from igpo.tiny import TinyModelConfig, save_tiny
 from igpo.tokens import SpecialTokens
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -63,16 +63,18 @@ class DiffusionLM:
         input_ids: torch.Tensor,  # [N, T]
         attention_mask: torch.Tensor | None = None,  # [N, T], 1 = real token, 0 = left padding
         positions: torch.Tensor | None = None,  # [M] sorted positions whose logits are wanted
+        **model_kwargs: Any,  # passed to the model as they are (the KV cache: past_key_values, position_ids, ...)
     ) -> torch.Tensor:
         """Logits aligned to positions: ``out[:, j]`` predicts the token at ``positions[j]`` (all if None).
 
         Only the wanted positions go through the LM head where the model supports ``logits_to_keep``,
         which matters at 126k vocabulary: the sampler asks for one block, not the whole sequence.
+        Positions index ``input_ids`` (with a KV cache: the window fed, not the whole sequence).
         """
         wanted = positions if positions is not None else torch.arange(input_ids.shape[1], device=input_ids.device)
         # Shifted models predict position i from output i-1; position 0 has no predictor and reuses its own.
         source = (wanted - self.logits_shift).clamp_min(0)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = dict(model_kwargs)
         if attention_mask is not None and not bool(attention_mask.all()):
             kwargs["attention_mask"] = attention_mask
         if self.supports_logits_to_keep and positions is not None:
@@ -191,8 +193,6 @@ class BaseModelConfig(StrictConfig):
 
 def prepare_base_model(config: BaseModelConfig, output_dir: str | Path) -> Path:
     """Write the base model directory: tiny weights + tokenizer, or a reference to the pretrained model."""
-    from igpo.tiny import save_tiny
-
     if config.source == "tiny":
         out = save_tiny(output_dir, config.tiny)
         (Path(out) / MODEL_CARD).write_text(ModelConfig(name_or_path=".").model_dump_json(indent=2))

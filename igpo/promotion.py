@@ -6,7 +6,7 @@ candidate is promoted when
 - every configured benchmark has a finite score for the candidate (a missing score is never a win);
 - no configured benchmark regresses by more than ``max_regression``;
 - the chosen aggregate (mean of the configured benchmarks, weighted if weights are given) beats the
-  production aggregate by at least ``min_improvement``.
+  production aggregate by more than ``min_improvement``.
 
 With no production version yet the candidate is promoted if its scores are complete (there is nothing to
 beat). The orchestration around it (reading the ZenML Model versions, setting the stage) lives in the

@@ -75,7 +75,7 @@ class SamplerConfig(StrictConfig):
                 f"gen_length ({self.gen_length}) must be a multiple of block_length ({self.block_length})"
             )
         num_blocks = self.gen_length // self.block_length
-        if self.steps % num_blocks:
+        if self.threshold is None and self.steps % num_blocks:  # threshold decoding does not use `steps`
             raise ValueError(f"steps ({self.steps}) must be a multiple of the number of blocks ({num_blocks})")
         if self.threshold is not None and self.remasking != "low_confidence":
             raise ValueError(

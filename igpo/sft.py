@@ -21,14 +21,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
-from igpo.checkpoint import CheckpointConfig, latest_checkpoint, load_checkpoint, save_checkpoint
-from igpo.config_base import StrictConfig
+from igpo.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from igpo.diffusion import sft_loss
 from igpo.distributed import (
-    LoRAConfig,
     TrainEngine,
     all_reduce_sum,
     apply_lora,
@@ -41,11 +39,12 @@ from igpo.distributed import (
 )
 from igpo.models import DiffusionLM
 from igpo.prompting import format_prompt
+from igpo.train_config import TrainingRunConfig
 
 log = logging.getLogger(__name__)
 
 
-class SFTConfig(StrictConfig):
+class SFTConfig(TrainingRunConfig):
     """Masked-diffusion SFT settings."""
 
     steps: int = Field(200, ge=1, description="Optimizer steps.")
@@ -67,19 +66,7 @@ class SFTConfig(StrictConfig):
     )
     instruction: str = Field("", description="Text put before each question inside the prompt.")
     eps: float = Field(1e-3, gt=0, lt=1, description="Lower bound of the masking rate (SPEC section 2).")
-    lora: LoRAConfig | None = Field(None, description="Train LoRA adapters instead of every weight (None = full).")
-    deepspeed_config: str | dict[str, Any] | None = Field(
-        None, description="DeepSpeed JSON path (or dict) for multi-process ZeRO training; None = plain torch, one process."
-    )
-    checkpoint: CheckpointConfig = Field(CheckpointConfig(), description="Checkpoint cadence and resume.")
-    max_nonfinite_in_a_row: int = Field(
-        3, ge=1, description="Updates with a non-finite loss or gradient are skipped; stop after this many in a row."
-    )
     seed: int = Field(0, description="Seed of the batch order and the masking draws (offset per rank).")
-
-    @model_validator(mode="after")
-    def _check(self) -> SFTConfig:
-        return self
 
 
 @dataclass
@@ -227,20 +214,14 @@ def train_sft(
         seen_tokens += int(totals[1])
         result.losses.append(metrics.loss)
         bar.set_postfix(loss=f"{metrics.loss:.3f}")
-        every = config.checkpoint.every_steps
-        if checkpoint_dir and every and ((step + 1) % every == 0 or step + 1 == config.steps):
+        if checkpoint_dir and config.checkpoint.due(step + 1, config.steps):
             save_checkpoint(
                 checkpoint_dir, step + 1, engine, generators, {"stage": "sft", **engine.nonfinite_state()},
                 config.checkpoint.keep_last, model.tokenizer,
             )
         if on_step is not None and is_main_process():
             on_step(step + 1, metrics)
-    engine.module.eval()
-    if config.lora is not None and config.lora.merge_on_save:
-        engine.merge_lora()
-    if output_dir is not None:
-        engine.save_model(Path(output_dir), model.tokenizer)
-    model.model = engine.module
+    model.model = engine.finish(output_dir, model.tokenizer)
     result.skipped_updates = engine.skipped_updates
     result.seconds = time.perf_counter() - began
     result.tokens_per_second = seen_tokens / max(result.seconds, 1e-9)

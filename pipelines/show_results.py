@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         "\nWhere to look:\n"
         f"  report:    open the 'report' artifact of step build_report in the dashboard\n"
-        f"  dashboard: .venv/bin/zenml login --local   (http://127.0.0.1:8237, runs > {run.name}); stop with zenml logout --local\n"
+        f"  dashboard: make dashboard   (http://127.0.0.1:8237, runs > {run.name}); stop with .venv/bin/zenml logout --local\n"
         f"  MLflow:    .venv/bin/mlflow ui --backend-store-uri {mlflow_tracking_uri()}   (http://127.0.0.1:5000)\n"
         f"  per-step metrics, checkpoints and tables are artifacts of run {run.id}"
     )

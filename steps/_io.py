@@ -8,16 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 
 
 def new_output_dir(name: str) -> Path:
     """A fresh local directory for a directory artifact; ZenML's Path materializer archives it on return."""
     return Path(tempfile.mkdtemp(prefix=f"igpo-{name}-"))
-
-
-def to_pandas(table: pa.Table) -> pd.DataFrame:
-    return table.to_pandas()
 
 
 def active_mlflow() -> Any | None:

@@ -210,8 +210,10 @@ def test_an_environment_api_key_reaches_no_config_store_or_log(tmp_path, capfd, 
     out, err = capfd.readouterr()
     texts["captured output"] = out + err
     leaks = [where for where, text in texts.items() if key in text]
-    # Every file the ZenML store, artifact store (step logs included) and MLflow wrote.
-    roots = [Path(os.environ["ZENML_CONFIG_PATH"]), tmp_path / ".cache"]
+    # Every file the ZenML store, artifact store (step logs included), MLflow and the rewrite cache wrote.
+    mlflow_dir = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    roots = [Path(os.environ["ZENML_CONFIG_PATH"]), mlflow_dir, tmp_path / "cache"]
+    assert all(root.is_dir() for root in roots), roots
     for root in roots:
         for file in root.rglob("*"):
             if file.is_file() and key.encode() in file.read_bytes():

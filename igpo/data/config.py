@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from igpo.config_base import StrictConfig
 
-_LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")  # = igpo.data.ingest.LOCAL_SUFFIXES (ingest imports this module)
+LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")  # file formats the loaders read (igpo.data.ingest)
 
 # ---------------------------------------------------------------------------------------------- ingest
 
@@ -44,7 +44,7 @@ class DatasetSourceConfig(StrictConfig):
     def _local_path_exists(cls, value: str) -> str:
         # A path that can only be local (a data-file suffix, or written as an absolute / ./ ../ path) must exist
         # now, so a typo fails at config time rather than after the earlier steps ran; a hub id passes through.
-        looks_local = value.lower().endswith(_LOCAL_SUFFIXES) or value.startswith(("/", "./", "../"))
+        looks_local = value.lower().endswith(LOCAL_SUFFIXES) or value.startswith(("/", "./", "../"))
         if looks_local and not Path(value).exists():
             raise ValueError(f"local dataset path {value!r} does not exist (a Hugging Face id has no file suffix)")
         return value

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from igpo.config_base import StrictConfig
 from igpo.data.config import (
+    LOCAL_SUFFIXES,
     DatasetSourceConfig,
     DecontaminationConfig,
     EvalSetConfig,
@@ -61,7 +62,6 @@ from igpo.verify import extract_answer
 
 logger = logging.getLogger(__name__)
 
-LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
 TRAIN_SOURCES = ("metamath", "openr1")
 EVAL_SOURCES = ("gsm8k", "math500", "amc")
 

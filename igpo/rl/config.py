@@ -3,17 +3,15 @@ re-sampling zero-variance groups). Defaults are the reference run of SPEC sectio
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
-from igpo.checkpoint import CheckpointConfig
-from igpo.config_base import StrictConfig
-from igpo.distributed import LoRAConfig
 from igpo.sampler import SamplerConfig
+from igpo.train_config import TrainingRunConfig
 
 
-class RLConfig(StrictConfig):
+class RLConfig(TrainingRunConfig):
     """IGPO / GRPO / dynamic-sampling training settings."""
 
     algorithm: Literal["igpo", "grpo", "dynamic"] = Field(
@@ -77,14 +75,6 @@ class RLConfig(StrictConfig):
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay.")
     grad_clip: float = Field(0.2, gt=0, description="Max global gradient norm.")
     warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warm-up over this many optimizer steps.")
-    lora: LoRAConfig | None = Field(None, description="Train LoRA adapters instead of every weight (None = full).")
-    deepspeed_config: str | dict[str, Any] | None = Field(
-        None, description="DeepSpeed JSON path (or dict) for multi-process ZeRO training; None = plain torch, one process."
-    )
-    checkpoint: CheckpointConfig = Field(CheckpointConfig(), description="Checkpoint cadence and resume.")
-    max_nonfinite_in_a_row: int = Field(
-        3, ge=1, description="Updates with a non-finite loss or gradient are skipped; stop after this many in a row."
-    )
     instruction: str = Field("", description="Text put before each question inside the prompt (as in SFT and evaluation).")
     seed: int = Field(0, description="Seed of the prompt order and of every random stream (offset per rank).")
 

@@ -55,7 +55,7 @@ class RLStepMetrics(BaseModel):
     resample_rounds: int = Field(0, description="Dynamic sampling: re-sampling rounds run (summed over ranks).")
     inpaint_attempts: int = Field(description="Inpainted completions generated.")
     inpaint_successes: int = Field(description="Inpainted completions that are correct.")
-    groups_repaired: int = Field(description="All-wrong groups that got at least one correct inpainted completion.")
+    groups_repaired: int = Field(description="All-wrong groups where at least one completion was replaced by a correct inpainted one.")
     completions_replaced: int = Field(description="Wrong completions replaced by correct inpainted ones.")
     groups_without_hints: int = Field(description="All-wrong groups left alone because y* had no eligible chunk.")
     revealed_hint_ratio: float = Field(description="Hint tokens revealed / y* tokens (truncated to L), over attempts.")

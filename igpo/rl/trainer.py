@@ -25,7 +25,7 @@ Deviations from the paper and the reference run, all deliberate:
 - Learning-rate schedule: linear warm-up then constant (the paper does not state one).
 - Every random draw uses explicit per-rank torch.Generators (prompt order is a pure function of
   (seed, step)); nothing reseeds global RNGs.
-- Reported reward, accuracy and all-wrong fraction are those of the rank's first rollout batch, before
+- Reported reward, accuracy and all-wrong fraction are those of the first rollout batch (all ranks), before
   repair; the advantages use the repaired rewards (a replaced completion carries its own reward).
 - A rank's rollouts (and its inpainting rollouts, and each re-sampling round) are each one batched sampler call.
 
@@ -89,7 +89,7 @@ from igpo.rl.rollout import RolloutBatch, fresh_prompt_order, generate_rollouts
 
 
 class RLResult(BaseModel):
-    """Metrics of every step run by this call (rank 0 holds the reduced values)."""
+    """Metrics of every step run by this call (counts reduced over ranks on every rank; timings are rank-local)."""
 
     metrics: list[RLStepMetrics] = Field(default_factory=list, description="One entry per step run here.")
     resumed_from: int | None = Field(None, description="Step of the checkpoint this run resumed from, if any.")
@@ -161,13 +161,14 @@ def train_rl(
             batch.rewards = scorer(batch.texts, batch.columns)
             tally.add(
                 sequences=len(batch.texts), groups=batch.num_groups, reward=batch.rewards.total.sum(),
-                correct=batch.rewards.correct.sum(), all_wrong_groups=all_wrong_groups(batch.rewards.correctness, G).sum(),
+                correct=batch.rewards.correct.sum(),
             )
 
         with timer("repair"):
             resample = _resampler(policy, examples, config, scorer, generators["sample"], step, global_batch)
             stats = repair(policy, batch, config, scorer, generators, resample=resample)
             tally.add(
+                all_wrong_groups=stats.all_wrong_groups,  # counted by the strategy before it changes the batch
                 inpaint_attempts=stats.attempts, inpaint_successes=stats.successes, groups_repaired=stats.groups_repaired,
                 completions_replaced=stats.replaced, groups_without_hints=stats.groups_without_hints,
                 revealed_tokens=stats.revealed_tokens, trace_tokens=stats.trace_tokens,
@@ -225,8 +226,7 @@ def train_rl(
         generated = metrics.completions_generated_total  # summed over ranks: every rank stops at the same step
         result.budget_reached = budget is not None and generated >= budget
         bar.set_postfix(reward=f"{metrics.reward:.3f}", all_wrong=f"{metrics.all_wrong_fraction:.2f}")
-        every = config.checkpoint.every_steps
-        if checkpoint_dir and every and ((step + 1) % every == 0 or step + 1 == config.steps or result.budget_reached):
+        if checkpoint_dir and config.checkpoint.due(step + 1, config.steps, last=result.budget_reached):
             save_checkpoint(checkpoint_dir, step + 1, engine, generators,
                             {"algorithm": config.algorithm, "completions_generated": generated, **engine.nonfinite_state()},
                             config.checkpoint.keep_last, policy.tokenizer)
@@ -235,12 +235,7 @@ def train_rl(
         if result.budget_reached:
             break
 
-    engine.module.eval()
-    if config.lora is not None and config.lora.merge_on_save:
-        engine.merge_lora()
-    if output_dir is not None:
-        engine.save_model(Path(output_dir), policy.tokenizer)
-    model.model = engine.module
+    model.model = engine.finish(output_dir, policy.tokenizer)
     return result
 
 

@@ -398,3 +398,11 @@ def test_cache_works_through_a_lora_wrapper(tiny_tokenizer, mode):
     bare = generate(lm, ids, config, prompt_mask=mask)
     wrapped = dataclasses.replace(lm, model=apply_lora(lm.model, LoRAConfig(r=2, alpha=2)))
     assert torch.equal(generate(wrapped, ids, config, prompt_mask=mask), bare)
+
+
+def test_threshold_decoding_does_not_constrain_steps():
+    """`steps` is ignored by threshold decoding, so it is not checked against the blocks; the fixed schedule
+    still is."""
+    SamplerConfig(gen_length=96, block_length=32, steps=128, threshold=0.9)
+    with pytest.raises(ValueError, match="steps"):
+        SamplerConfig(gen_length=96, block_length=32, steps=128)
