@@ -1,5 +1,5 @@
-# The two commands of the README: `make demo` and `make test`. Both create .venv if needed, install the
-# project with torch pinned through constraints.txt, and are safe to re-run.
+# The two commands of the README: `make demo` and `make test`. Both create .venv if needed, install it from
+# the locks (requirements/dev.lock, hash-checked, torch pinned through constraints.txt) and are safe to re-run.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -10,15 +10,27 @@ export ZENML_ANALYTICS_OPT_IN := false
 export DS_ACCELERATOR ?= cpu
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser demo smoke test lint clean dashboard mlflow-ui bench docker-stage
+.PHONY: setup browser demo smoke test test-latest lock lint clean dashboard mlflow-ui bench docker-stage
 
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+# Exactly the lock: requirements/install.sh (pinned installers, torch via constraints.txt, then `uv pip sync`).
+$(STAMP): pyproject.toml constraints.txt requirements/bootstrap.lock requirements/dev.lock requirements/install.sh
+	requirements/install.sh $(VENV) dev
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Regenerate the locks from pyproject.toml's ranges (requirements/lock.sh); LOCK_ARGS=--upgrade moves every pin
+# to the newest allowed version. Only the pinned installers are needed for it.
+lock:
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --require-hashes -r requirements/bootstrap.lock
+	requirements/lock.sh
+
+# Drift check: a second environment (.venv-latest) from pyproject.toml's ranges alone, at the newest versions
+# they allow, runs the suite (TEST_LATEST_ARGS, default: all of it but the slow pipeline/browser tests) and
+# prints every version that differs from the lock.
+test-latest:
+	requirements/test-latest.sh
 
 # The main job: set up the local stack (idempotent), run the demo pipeline, print the results.
 demo: setup
@@ -48,7 +60,7 @@ lint: setup
 	$(PY) -m ruff check igpo steps pipelines tests benchmarks
 
 clean:
-	rm -rf $(VENV) .cache *.egg-info
+	rm -rf $(VENV) .venv-latest .cache *.egg-info
 
 mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.cache/mlflow/mlflow.db

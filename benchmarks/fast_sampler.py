@@ -36,6 +36,7 @@ from typing import Any, Self
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import common
+from igpo.kv_cache import CACHE_ARGUMENTS
 
 # name -> the SamplerConfig fields that make the mode (the threshold value comes from --threshold)
 MODES: dict[str, dict[str, Any]] = {
@@ -69,7 +70,7 @@ class ForwardRecorder:
         @functools.wraps(inner)  # the cache-support check reads the signature
         def recorded(*args: Any, **kwargs: Any):
             ids = kwargs["input_ids"]
-            cache = kwargs.get("past_key_values")
+            cache = next((kwargs[k] for k in CACHE_ARGUMENTS if kwargs.get(k) is not None), None)
             cached = cache.get_seq_length() if cache is not None else 0
             keep = kwargs.get("logits_to_keep")
             head = len(keep) if keep is not None and not isinstance(keep, int) else ids.shape[1]

@@ -19,7 +19,8 @@ true ``position_ids``, and the 2D padding mask follows the key order. Shifted mo
 predicted from output i-1) get a window that starts one position earlier, so the output predicting the
 block's first token is computed afresh too.
 
-Needs a model whose forward takes ``past_key_values`` (a transformers ``Cache``) and ``position_ids``, and
+Needs a model whose forward takes a transformers ``Cache`` (named ``past_key_values`` up to transformers
+5.23, ``cache`` from 5.24 on: ``cache_argument`` reads the name off the signature) and ``position_ids``, and
 whose layers are all full attention. LLaDA's original remote code does not (it takes no ``position_ids``
 and builds no ``Cache``): ``check_kv_cache_support`` says so instead of silently running the full forward.
 """
@@ -49,12 +50,24 @@ def _innermost(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
+# The keyword of a transformers forward that takes the KV cache, newest name first (5.24 renamed it).
+CACHE_ARGUMENTS = ("cache", "past_key_values")
+
+
+def cache_argument(model: torch.nn.Module) -> str | None:
+    """The keyword under which ``model.forward`` (under any training wrapper) takes a ``Cache``, or None."""
+    params = inspect.signature(_innermost(model).forward).parameters
+    return next((name for name in CACHE_ARGUMENTS if name in params), None)
+
+
 def check_kv_cache_support(model: torch.nn.Module, mode: str) -> None:
     """Raise a clear error if ``model`` cannot run the cached forward of ``mode``."""
     model = _innermost(model)
     name = type(model).__name__
     params = inspect.signature(model.forward).parameters
-    missing = [p for p in ("past_key_values", "position_ids", "use_cache") if p not in params]
+    missing = [p for p in ("position_ids", "use_cache") if p not in params]
+    if cache_argument(model) is None:
+        missing.insert(0, " or ".join(CACHE_ARGUMENTS))
     if missing:
         raise NotImplementedError(
             f"cache={mode!r}: {name}.forward takes no {', '.join(missing)} (the transformers Cache API), so it "
@@ -89,6 +102,7 @@ class BlockKVCache:
     def __init__(self, lm: DiffusionLM, mode: CacheMode, attention_mask: torch.Tensor | None):
         check_kv_cache_support(lm.model, mode)
         self.lm, self.mode = lm, mode
+        self._cache_kw = cache_argument(lm.model)
         # [N, P+L], 1 = real token; None when nothing is padded (the model then needs no mask at all).
         self.attention_mask = (
             attention_mask if attention_mask is not None and not bool(attention_mask.all()) else None
@@ -109,7 +123,7 @@ class BlockKVCache:
         start, end = self._window = self._window_of(lo, hi, x.shape[1])
         full = DynamicCache()
         positions = torch.arange(lo, hi, device=x.device)  # [block]; DiffusionLM.logits applies the shift
-        logits = self.lm.logits(x, self.attention_mask, positions, past_key_values=full, use_cache=True)
+        logits = self.lm.logits(x, self.attention_mask, positions, use_cache=True, **{self._cache_kw: full})
         if len(full.layers) == 0:  # the model ignored the cache it was given
             raise NotImplementedError(
                 f"cache={self.mode!r}: {type(self.lm.model).__name__} did not fill the transformers Cache it was "
@@ -142,6 +156,6 @@ class BlockKVCache:
         # The block inside the window fed (a shifted model's window starts one position before the block).
         positions = torch.arange(lo - start, hi - start, device=device)  # [block]
         return self.lm.logits(
-            x[:, start:end], self._kv_mask, positions, position_ids=position_ids, past_key_values=self._cache,
-            use_cache=True,
+            x[:, start:end], self._kv_mask, positions, position_ids=position_ids, use_cache=True,
+            **{self._cache_kw: self._cache},
         )

@@ -63,7 +63,7 @@ class DiffusionLM:
         input_ids: torch.Tensor,  # [N, T]
         attention_mask: torch.Tensor | None = None,  # [N, T], 1 = real token, 0 = left padding
         positions: torch.Tensor | None = None,  # [M] sorted positions whose logits are wanted
-        **model_kwargs: Any,  # passed to the model as they are (the KV cache: past_key_values, position_ids, ...)
+        **model_kwargs: Any,  # passed to the model as they are (the KV cache, position_ids, ...)
     ) -> torch.Tensor:
         """Logits aligned to positions: ``out[:, j]`` predicts the token at ``positions[j]`` (all if None).
 

@@ -24,7 +24,7 @@ Cluster and registry access go through the machine's kubeconfig context and Dock
 service connector (``--connector NAME``: a ZenML service connector, e.g. of type ``kubernetes-cluster``,
 ``aws`` or ``gcp``, registered beforehand with ``zenml service-connector register``), which is then
 connected to the orchestrator and the container registry. The stack's components need the ``kubernetes``
-and ``s3`` ZenML integrations: ``pip install -c constraints.txt -e '.[k8s]'``.
+and ``s3`` ZenML integrations: ``requirements/install.sh .venv k8s``.
 """
 
 from __future__ import annotations

@@ -43,8 +43,10 @@ def test_base_image_is_an_argument_with_a_cuda_pytorch_default():
 def test_dependencies_are_installed_before_the_code_is_copied():
     text = MAIN.read_text()
     copies = re.findall(r"^COPY (.+)$", text, re.MULTILINE)
-    assert copies[0].split()[:-1] == ["pyproject.toml", "constraints.txt", "containers/requirements_from_pyproject.py"]
-    assert text.index("-r requirements.txt") < text.index("COPY igpo")  # a code change keeps the dependency layer
+    assert copies[0].split()[:-1] == ["constraints.txt"]
+    assert copies[1].split()[:-1] == [f"requirements/{n}.lock" for n in ("bootstrap", "runtime", "k8s")]
+    assert text.index('-r "$lock"') < text.index("COPY pyproject.toml")  # a code change keeps the dependency layer
+    assert "--require-hashes -r requirements/bootstrap.lock" in text
     assert "PIP_CONSTRAINT=/opt/igpo/constraints.txt" in text
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from igpo.evaluate import BenchmarkConfig
-from igpo.kv_cache import BlockKVCache, check_kv_cache_support
+from igpo.kv_cache import BlockKVCache, _ReusedLayer, cache_argument, check_kv_cache_support
 from igpo.models import DiffusionLM, wrap_model
 from igpo.prompting import encode_prompts
 from igpo.sampler import SamplerConfig, generate
@@ -333,6 +333,42 @@ def test_forward_counts_and_window_lengths(tiny_tokenizer, mode, monkeypatch):
         window = {"none": total, "prefix": total - (p + k * block), "dual": block}[mode]
         expected += [total] + [window] * (steps_per_block - 1)
     assert counter.lengths == expected
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_cached_steps_read_the_cache(tiny_tokenizer, mode, monkeypatch):
+    """Every cached step hands the model its reused keys/values and every attention layer reads them, under
+    whichever name the installed transformers takes the cache: a model that ignored the cache (as transformers
+    5.24 does with ``past_key_values=``, renamed ``cache=``) would silently attend to the window alone."""
+    reads: list[int] = []
+    update = _ReusedLayer.update
+
+    def counted(self, *args, **kwargs):
+        reads.append(self.keys.shape[-2])
+        return update(self, *args, **kwargs)
+
+    monkeypatch.setattr(_ReusedLayer, "update", counted)
+    lm = _lm(tiny_tokenizer)
+    ids, mask = _padded(lm)
+    generate(lm, ids, SamplerConfig(gen_length=8, block_length=4, steps=8, cache=mode), prompt_mask=mask)
+    cached_steps = 2 * (4 - 1)  # 2 blocks of 4 iterations: a refresh, then 3 cached steps each
+    assert len(reads) == lm.model.config.num_hidden_layers * cached_steps
+    assert min(reads) > 0
+
+
+def test_cache_argument_follows_the_forward_signature(tiny_tokenizer):
+    """Found by signature, not by version: ``past_key_values`` up to transformers 5.23, ``cache`` from 5.24."""
+
+    class Old(torch.nn.Module):
+        def forward(self, input_ids=None, position_ids=None, past_key_values=None, use_cache=None): ...
+
+    class New(torch.nn.Module):
+        def forward(self, input_ids=None, position_ids=None, cache=None, use_cache=None): ...
+
+    assert cache_argument(Old()) == "past_key_values"
+    assert cache_argument(New()) == "cache"
+    assert cache_argument(torch.nn.Linear(1, 1)) is None
+    assert cache_argument(_lm(tiny_tokenizer).model) is not None  # the installed transformers' own models
 
 
 def test_threshold_needs_fewer_forwards_on_a_confident_model(tiny_tokenizer, monkeypatch):
