@@ -18,6 +18,7 @@ import yaml
 from zenml import pipeline
 
 from igpo.promotion import PromotionConfig
+from pipelines.config_check import check_step_configs
 from steps.evaluate_benchmarks import evaluate_benchmarks
 from steps.ingest_datasets import ingest_datasets
 from steps.prepare_base_model import prepare_base_model
@@ -37,9 +38,10 @@ def retrain_pipeline() -> None:
     sft_table, rl_table, eval_table, _ = ingest_datasets.with_options(enable_cache=False)()
     rewritten, _ = rewrite_traces(sft_table, base)
     sft_checkpoint, _ = train_sft(base, rewritten)
-    checkpoint, _ = train_igpo(sft_checkpoint, rl_table, id="train_igpo")
+    checkpoint, _ = train_igpo(sft_checkpoint, rl_table)
     scores, _ = evaluate_benchmarks(checkpoint, eval_table, model_name="sft+igpo", id="evaluate_igpo")
     promote_model(scores)
+    check_step_configs()
 
 
 def promotion_rule(config_path: str | Path) -> PromotionConfig:

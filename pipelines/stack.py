@@ -3,8 +3,9 @@
     python -m pipelines.stack
 
 Local orchestrator and artifact store (ZenML's defaults) plus an MLflow experiment tracker whose tracking
-store is a sqlite file under ``.cache/mlflow`` (MLflow 3 refuses its old file store). Analytics stay off.
-Re-running changes nothing when the stack already exists.
+store is a sqlite file under ``.cache/mlflow`` (MLflow 3 refuses its old file store). Analytics are turned
+off in ZenML's global config (persistently, so a later plain ``zenml pipeline run`` without
+``ZENML_ANALYTICS_OPT_IN=false`` sends nothing either). Re-running changes nothing when the stack already exists.
 """
 
 from __future__ import annotations
@@ -26,11 +27,21 @@ def mlflow_tracking_uri(root: Path | None = None) -> str:
     return f"sqlite:///{db}"
 
 
+def opt_out_of_analytics() -> None:
+    """Set ``analytics_opt_in: false`` in ZenML's global config (its config.yaml), as `zenml analytics opt-out`
+    does; the environment variable alone lasts only as long as the shell that sets it."""
+    from zenml.config.global_config import GlobalConfiguration
+
+    GlobalConfiguration().analytics_opt_in = False  # the setter writes the config file
+
+
 def ensure_local_stack(root: Path | None = None) -> str:
-    """Register the tracker and the stack if missing, activate the stack; returns the tracking URI."""
+    """Turn analytics off, register the tracker and the stack if missing, activate the stack; returns the
+    tracking URI."""
     from zenml.client import Client
     from zenml.enums import StackComponentType
 
+    opt_out_of_analytics()
     client = Client()
     uri = mlflow_tracking_uri(root)
     trackers = client.list_stack_components(type=StackComponentType.EXPERIMENT_TRACKER, name=TRACKER_NAME)

@@ -1,4 +1,4 @@
-"""Step: IGPO (or GRPO, with ``algorithm: grpo``) RL from a checkpoint on prompts with y* traces."""
+"""Step: IGPO RL (or DAPO's dynamic sampling, ``algorithm: dynamic``) from a checkpoint on prompts with y* traces."""
 
 from __future__ import annotations
 
@@ -8,42 +8,16 @@ from typing import Annotated
 import pandas as pd
 from zenml import step
 
-from igpo.launch import num_processes
-from igpo.models import finish_model_dir, load_model_dir, model_config_of
 from igpo.rl.config import RLConfig
-from igpo.rl.trainer import train_rl
-from steps._io import (
-    MetricsLog,
-    log_artifact_metadata,
-    log_step_and_model_metadata,
-    new_output_dir,
-    resumable_work_dir,
-    run_launched,
-)
+from steps._rl import run_rl_step
 
 
 @step
 def train_igpo(
     checkpoint: Path, rl_table: pd.DataFrame, config: RLConfig, nproc: int | None = None
-) -> tuple[Annotated[Path, "rl_checkpoint"], Annotated[pd.DataFrame, "rl_metrics"]]:
-    """The RL checkpoint and one row of metrics per RL step (flattened); resumes after a crash.
-    With several GPUs (or ``nproc`` > 1) the trainer runs as one DeepSpeed rank per GPU (igpo.launch)."""
-    import torch
-
-    work_dir = resumable_work_dir(config)
-    if (n := num_processes(nproc)) > 1:
-        output, table, launched = run_launched("rl", checkpoint, rl_table, config, n, work_dir, f"{config.algorithm}/")
-        resumed_from = launched["resumed_from"]
-    else:
-        lm = load_model_dir(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
-        output = new_output_dir(config.algorithm)
-        metrics = MetricsLog(work_dir, f"{config.algorithm}/")
-        result = train_rl(lm, rl_table.to_dict("records"), config, checkpoint_dir=str(work_dir / "checkpoints"),
-                          output_dir=str(output), on_step=metrics)
-        finish_model_dir(lm, output, model_config_of(checkpoint))
-        table, resumed_from = metrics.table(), result.resumed_from
-    summary = {k: float(table[k].mean()) for k in ("all_wrong_fraction", "zero_advantage_fraction", "accuracy") if k in table}
-    log_step_and_model_metadata({config.algorithm: {**summary, "resumed_from": resumed_from}})
-    # GRPO and IGPO both output "rl_checkpoint"; the algorithm on the artifact tells the versions apart.
-    log_artifact_metadata("rl_checkpoint", {"algorithm": config.algorithm})
-    return output, table
+) -> tuple[Annotated[Path, "igpo_checkpoint"], Annotated[pd.DataFrame, "igpo_metrics"]]:
+    """The IGPO checkpoint and one row of metrics per RL step; resumes after a crash. ``config.algorithm`` is
+    ``igpo`` or ``dynamic`` (GRPO is ``train_grpo``); several GPUs or ``nproc`` > 1 run DeepSpeed ranks."""
+    output, table = run_rl_step(checkpoint, rl_table, config, nproc, algorithms=("igpo", "dynamic"),
+                                checkpoint_name="igpo_checkpoint")
+    return output, table  # a tuple literal: ZenML reads the return statement to count the outputs

@@ -26,7 +26,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ZENML = str(Path(sys.executable).with_name("zenml"))
-CHECKPOINT = '[data-id="train_igpo/outputs/step_output/rl_checkpoint"]'
+CHECKPOINT = '[data-id="train_igpo/outputs/step_output/igpo_checkpoint"]'
 REPORT = '[data-id="build_report/outputs/step_output/report"]'
 
 pytestmark = pytest.mark.slow
@@ -138,7 +138,7 @@ def test_dashboard_run_dag_checkpoint_lineage_and_report(server_and_run, tmp_pat
             _shot(page, tmp_path / "3-checkpoint.png")
             sheet = page.inner_text("body")
             (tmp_path / "3-checkpoint.txt").write_text(sheet)
-            assert "rl_checkpoint" in sheet
+            assert "igpo_checkpoint" in sheet
             page.keyboard.press("Escape")  # close the sheet; it covers the DAG
             page.locator(REPORT).wait_for()
 

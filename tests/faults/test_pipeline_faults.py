@@ -119,7 +119,7 @@ def test_faults_mid_pipeline_lose_no_work(tmp_path):
     resumed = _latest_run()
     assert set(_statuses(resumed).values()) <= {"completed", "cached"}
     assert resumed.steps["train_igpo"].run_metadata["igpo"]["resumed_from"] == 2
-    assert resumed.steps["train_igpo"].outputs["rl_metrics"][0].load()["step"].tolist() == [1, 2, 3, 4]
+    assert resumed.steps["train_igpo"].outputs["igpo_metrics"][0].load()["step"].tolist() == [1, 2, 3, 4]
     assert resumed.steps["train_sft"].outputs["sft_metrics"][0].load()["step"].tolist() == [1, 2, 3, 4, 5, 6]
 
     # 5. Uninterrupted reference run (fresh work dir, SFT not taken from cache): the same parameters.
@@ -130,4 +130,4 @@ def test_faults_mid_pipeline_lose_no_work(tmp_path):
     reference = _latest_run()
     assert reference.steps["train_igpo"].run_metadata["igpo"]["resumed_from"] is None
     assert _same(_weights(resumed, "train_sft", "sft_checkpoint"), _weights(reference, "train_sft", "sft_checkpoint"))
-    assert _same(_weights(resumed, "train_igpo", "rl_checkpoint"), _weights(reference, "train_igpo", "rl_checkpoint"))
+    assert _same(_weights(resumed, "train_igpo", "igpo_checkpoint"), _weights(reference, "train_igpo", "igpo_checkpoint"))

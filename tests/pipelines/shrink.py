@@ -1,4 +1,4 @@
-"""The shipped demo config shrunk to seconds: same pipeline, same keys, tiny step counts."""
+"""The shipped configs shrunk to seconds: same pipelines, same keys, tiny step counts."""
 
 from __future__ import annotations
 
@@ -19,10 +19,7 @@ def shrunk_demo_config(rl_seed: int = 0) -> dict:
     steps["ingest_datasets"]["parameters"]["config"]["demo"].update(num_train=24, num_test=8)
     steps["train_sft"]["parameters"]["config"].update(steps=6, batch_size=4, checkpoint={"every_steps": 3})
     for name in ("train_grpo", "train_igpo"):
-        rl = dict(steps[name]["parameters"]["config"])
-        rl.update(steps=2, batch_size=2, group_size=2, seed=rl_seed, checkpoint={"every_steps": 1},
-                  rollout={"gen_length": 32, "block_length": 16, "steps": 4, "temperature": 1.0})
-        steps[name]["parameters"]["config"] = rl
+        steps[name]["parameters"]["config"] = {**_shrink_rl(steps[name]["parameters"]["config"]), "seed": rl_seed}
     for name in ("evaluate_base", "evaluate_sft", "evaluate_grpo", "evaluate_igpo"):
         steps[name]["parameters"]["config"] = {
             "benchmarks": [{"name": "demo", "samples": 1, "limit": 4,
@@ -35,3 +32,27 @@ def shrunk_demo_config(rl_seed: int = 0) -> dict:
 def write_config(config: dict, path: Path) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def _shrink_rl(config: dict) -> dict:
+    config = dict(config)
+    config.update(steps=2, batch_size=2, group_size=2, checkpoint={"every_steps": 1},
+                  rollout={"gen_length": 32, "block_length": 16, "steps": 4, "temperature": 1.0})
+    return config
+
+
+def shrunk_rl_config(checkpoint: str, rl_table: str) -> dict:
+    """configs/rl_tiny_cpu.yaml shrunk like the demo, on the given artifacts (names or ids)."""
+    config = yaml.safe_load((ROOT / "configs" / "rl_tiny_cpu.yaml").read_text())
+    config["parameters"] = {"checkpoint": checkpoint, "rl_table": rl_table}
+    step = config["steps"]["train_igpo"]["parameters"]
+    step["config"] = _shrink_rl(step["config"])
+    return config
+
+
+def shrunk_evaluate_config() -> dict:
+    """configs/evaluate_tiny_cpu.yaml (the latest igpo_checkpoint and eval_table) on 4 questions."""
+    config = yaml.safe_load((ROOT / "configs" / "evaluate_tiny_cpu.yaml").read_text())
+    config["steps"]["evaluate_benchmarks"]["parameters"]["config"]["benchmarks"][0].update(
+        limit=4, sampler={"gen_length": 32, "block_length": 16, "steps": 4, "temperature": 0.0})
+    return config

@@ -1,6 +1,7 @@
 """The whole pipeline end to end on the shipped demo config (shrunk), on a hermetic local stack with MLflow:
 the run succeeds, a second run is fully cached, changing only the RL section re-runs only RL and what
-depends on it, lineage is queryable, MLflow holds the training metrics."""
+depends on it, lineage is queryable, MLflow holds the training metrics. Then the smaller pipelines on its
+artifacts, with the shipped rl and evaluate configs (shrunk)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from shrink import shrunk_demo_config, write_config
+from shrink import shrunk_demo_config, shrunk_evaluate_config, shrunk_rl_config, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +69,7 @@ def test_pipeline_end_to_end_cache_lineage_and_mlflow(stack, tmp_path):
     # The run registered a Model version carrying its checkpoints and scores.
     version = Client().get_model_version("igpo_demo", run.model_version.number)
     linked = {a.artifact.name for a in Client().list_artifact_versions(model_version_id=version.id, size=100).items}
-    assert {"sft_checkpoint", "rl_checkpoint", "score_table", "report"} <= linked, linked
+    assert {"sft_checkpoint", "grpo_checkpoint", "igpo_checkpoint", "score_table", "report"} <= linked, linked
     assert version.run_metadata.get("scores"), version.run_metadata.keys()
 
     # MLflow holds the per-step training metrics.
@@ -89,3 +90,31 @@ def test_pipeline_end_to_end_cache_lineage_and_mlflow(stack, tmp_path):
     third = _statuses(_run(changed, tmp_path / "third.yaml"))
     assert {n for n, s in third.items() if s == "completed"} == RL_AND_DEPENDENTS, third
     assert {n for n, s in third.items() if s == "cached"} == set(third) - RL_AND_DEPENDENTS
+
+    # rl_pipeline: IGPO again from this run's SFT checkpoint (by id), a new version of igpo_checkpoint ...
+    outputs = {name: step.outputs for name, step in run.steps.items()}
+    sft_checkpoint = outputs["train_sft"]["sft_checkpoint"][0]
+    rl_table = outputs["ingest_datasets"]["rl_table"][0]
+    rl_config = shrunk_rl_config(str(sft_checkpoint.id), str(rl_table.id))
+    rl_run = Client().get_pipeline_run(_run_pipeline("rl_pipeline", rl_config, tmp_path / "rl.yaml").id)
+    assert _statuses(rl_run) == {"train_igpo": "completed"}
+    assert _one(rl_run.steps["train_igpo"].inputs["checkpoint"]).id == sft_checkpoint.id
+    rl_checkpoint = rl_run.steps["train_igpo"].outputs["igpo_checkpoint"][0]
+    assert rl_checkpoint.name == "igpo_checkpoint" and rl_checkpoint.run_metadata["algorithm"] == "igpo"
+    # ... which evaluate_pipeline picks as the latest igpo_checkpoint (by name, as the shipped config does).
+    evaluate_run = Client().get_pipeline_run(
+        _run_pipeline("evaluate_pipeline", shrunk_evaluate_config(), tmp_path / "evaluate.yaml").id)
+    assert _one(evaluate_run.steps["evaluate_benchmarks"].inputs["checkpoint"]).id == rl_checkpoint.id
+    scores = evaluate_run.steps["evaluate_benchmarks"].outputs["scores"][0].load()
+    assert scores["model"].tolist() == ["sft+igpo"] and scores.loc[0, "n_questions"] == 4
+
+
+def _one(artifacts):
+    return artifacts[0] if isinstance(artifacts, list) else artifacts
+
+
+def _run_pipeline(name: str, config: dict, path: Path):
+    from pipelines import igpo
+
+    write_config(config, path)
+    return getattr(igpo, name).with_options(config_path=str(path))()

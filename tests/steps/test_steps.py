@@ -65,3 +65,22 @@ def test_steps_chain_through_entrypoints(env):
     page, table, text = build_report.entrypoint(scores, scores, scores, scores, rl_metrics, rl_metrics)
     assert "<html>" in str(page) and len(table) == 4 and "all-wrong" in text
     assert isinstance(table, pd.DataFrame)
+
+
+def test_the_rl_steps_output_artifacts_named_by_algorithm_and_refuse_the_other_one():
+    import typing
+
+    from steps.train_grpo import train_grpo
+    from steps.train_igpo import train_igpo
+
+    def output_names(step) -> list[str]:
+        return [a.__metadata__[0] for a in typing.get_args(typing.get_type_hints(step.entrypoint, include_extras=True)["return"])]
+
+    assert output_names(train_grpo) == ["grpo_checkpoint", "grpo_metrics"]
+    assert output_names(train_igpo) == ["igpo_checkpoint", "igpo_metrics"]
+    # Refused before anything is loaded: a GRPO model never becomes an "igpo_checkpoint", and vice versa.
+    with pytest.raises(ValueError, match="'grpo' cannot be trained by the step that outputs 'igpo_checkpoint'"):
+        train_igpo.entrypoint(None, pd.DataFrame(), RLConfig(algorithm="grpo"))
+    for algorithm in ("igpo", "dynamic"):
+        with pytest.raises(ValueError, match="outputs 'grpo_checkpoint'"):
+            train_grpo.entrypoint(None, pd.DataFrame(), RLConfig(algorithm=algorithm))
