@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 from pydantic import Field, model_validator
-from tqdm.auto import tqdm
 
 from igpo.config_base import StrictConfig
 from igpo.models import DiffusionLM
+from igpo.progress import ProgressMode, ProgressReporter, as_mode, every_fraction
 from igpo.prompting import decode_completions, encode_prompts
 from igpo.sampler import SamplerConfig, generate
 from igpo.verify import extract_answer, is_correct
@@ -57,13 +57,16 @@ class EvalConfig(StrictConfig):
 
 
 def evaluate_model(
-    model: DiffusionLM, tables: dict[str, pd.DataFrame], config: EvalConfig, model_name: str, progress: bool = True
+    model: DiffusionLM, tables: dict[str, pd.DataFrame], config: EvalConfig, model_name: str,
+    progress: bool | ProgressMode = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score ``model`` on each configured benchmark.
 
     tables: benchmark name -> canonical table (columns ``question``, ``answer``; ``id`` if present).
     Returns (scores: one row per benchmark with model, benchmark, metric, score, n_questions, n_samples,
     seconds; samples: one row per completion with prompt, completion, extracted answer, gold, correct).
+    ``progress``: True = ``auto`` (a bar on a terminal, else about ten log lines per benchmark), False = off,
+    or a mode of ``igpo.progress``.
     """
     model.model.eval()
     generator = torch.Generator(device=model.device).manual_seed(config.seed)
@@ -99,14 +102,18 @@ def _generate_all(
     sampler: SamplerConfig,
     config: EvalConfig,
     generator: torch.Generator,
-    progress: bool,
+    progress: bool | ProgressMode,
     name: str,
 ) -> list[str]:
     completions: list[str] = []
-    starts = range(0, len(questions), config.batch_size)
-    for start in tqdm(starts, desc=f"eval {name}", disable=not progress):
-        batch = questions[start : start + config.batch_size]
-        ids, mask = encode_prompts(model.tokenizer, batch, model.tokens.pad_id, config.instruction, model.device)
-        out = generate(model, ids, sampler, generator, prompt_mask=mask)
-        completions += decode_completions(model.tokenizer, out, model.tokens.stop_ids)
+    with ProgressReporter(
+        len(questions), f"eval {name}", mode=as_mode(progress), every=every_fraction(len(questions)), unit="prompt",
+        logger=log,
+    ) as reporter:
+        for start in range(0, len(questions), config.batch_size):
+            batch = questions[start : start + config.batch_size]
+            ids, mask = encode_prompts(model.tokenizer, batch, model.tokens.pad_id, config.instruction, model.device)
+            out = generate(model, ids, sampler, generator, prompt_mask=mask)
+            completions += decode_completions(model.tokenizer, out, model.tokens.stop_ids)
+            reporter.update(len(batch))
     return completions

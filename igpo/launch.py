@@ -173,7 +173,7 @@ def run_worker(work_dir: str | Path) -> None:
             sink.write(json.dumps({"step": step, **metrics.model_dump()}) + "\n")
 
     common = {"checkpoint_dir": spec["checkpoint_dir"], "output_dir": spec["output_dir"], "on_step": on_step,
-              "progress": False}
+              "progress": True}
     if spec["kind"] == "sft":
         from igpo.sft import SFTConfig, train_sft
 

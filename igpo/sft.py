@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from tqdm.auto import tqdm
 
 from igpo.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from igpo.diffusion import sft_loss
@@ -38,6 +37,7 @@ from igpo.distributed import (
     world_size,
 )
 from igpo.models import DiffusionLM
+from igpo.progress import ProgressReporter
 from igpo.prompting import format_prompt
 from igpo.train_config import TrainingRunConfig
 
@@ -67,6 +67,9 @@ class SFTConfig(TrainingRunConfig):
     instruction: str = Field("", description="Text put before each question inside the prompt.")
     eps: float = Field(1e-3, gt=0, lt=1, description="Lower bound of the masking rate (SPEC section 2).")
     seed: int = Field(0, description="Seed of the batch order and the masking draws (offset per rank).")
+    log_every_steps: int = Field(
+        100, ge=1, description="Steps between two progress log lines (progress 'log', or 'auto' without a terminal)."
+    )
 
 
 @dataclass
@@ -168,6 +171,7 @@ def train_sft(
     run resumes from the latest complete one. With LoRA and ``lora.merge_on_save`` (the default) the
     adapters are merged at the end, so ``model.model`` is a plain model again; otherwise it is the peft
     model. ``output_dir`` receives the final model (save_pretrained). ``on_step`` runs on rank 0.
+    Progress is reported on rank 0 as ``config.progress`` says (``igpo.progress``); ``progress=False`` silences it.
     """
     tokens = model.tokens
     pairs = encode_pairs(model.tokenizer, tokens.eos_id, prompts, responses, config)
@@ -192,8 +196,11 @@ def train_sft(
         engine.restore_nonfinite_state(state)
     engine.module.train()
     seen_tokens, began = 0, time.perf_counter()
-    bar = tqdm(range(start, config.steps), desc="sft", disable=not (progress and is_main_process()))
-    for step in bar:
+    reporter = ProgressReporter(
+        config.steps, "sft", mode=config.progress if progress and is_main_process() else "off",
+        every=config.log_every_steps, initial=start, logger=log,
+    )
+    for step in range(start, config.steps):
         step_start = time.perf_counter()
         batch = rank_shard(batch_indices(len(pairs.prompt_ids), config.batch_size, step, config.seed), rank(), world)
         step_loss, step_tokens = 0.0, 0
@@ -213,7 +220,7 @@ def train_sft(
         )
         seen_tokens += int(totals[1])
         result.losses.append(metrics.loss)
-        bar.set_postfix(loss=f"{metrics.loss:.3f}")
+        reporter.update(loss=metrics.loss)
         if checkpoint_dir and config.checkpoint.due(step + 1, config.steps):
             save_checkpoint(
                 checkpoint_dir, step + 1, engine, generators, {"stage": "sft", **engine.nonfinite_state()},
@@ -221,6 +228,7 @@ def train_sft(
             )
         if on_step is not None and is_main_process():
             on_step(step + 1, metrics)
+    reporter.close()
     model.model = engine.finish(output_dir, model.tokenizer)
     result.skipped_updates = engine.skipped_updates
     result.seconds = time.perf_counter() - began

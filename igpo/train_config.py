@@ -1,6 +1,6 @@
 """The settings SFT and RL share word for word: how the weights are trained (LoRA or full, DeepSpeed or plain
-torch), checkpointed, and guarded against non-finite updates. ``TrainEngine.from_config`` reads them (with
-each stage's own optimizer fields, whose defaults differ between SFT and RL)."""
+torch), checkpointed, guarded against non-finite updates, and how progress is reported. ``TrainEngine.from_config``
+reads them (with each stage's own optimizer fields, whose defaults differ between SFT and RL)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pydantic import Field
 from igpo.checkpoint import CheckpointConfig
 from igpo.config_base import StrictConfig
 from igpo.distributed import LoRAConfig
+from igpo.progress import ProgressMode
 
 
 class TrainingRunConfig(StrictConfig):
@@ -23,4 +24,13 @@ class TrainingRunConfig(StrictConfig):
     checkpoint: CheckpointConfig = Field(CheckpointConfig(), description="Checkpoint cadence and resume.")
     max_nonfinite_in_a_row: int = Field(
         3, ge=1, description="Updates with a non-finite loss or gradient are skipped; stop after this many in a row."
+    )
+    progress: ProgressMode = Field(
+        "auto",
+        description="Progress report of the training loop: 'bar' (tqdm), 'log' (an INFO log line every "
+        "log_every_steps steps and a final one), 'off'; 'auto' = a bar on an interactive terminal, log lines "
+        "otherwise (a ZenML step, a pod, a redirected stream).",
+    )
+    log_every_steps: int = Field(
+        10, ge=1, description="Steps between two progress log lines (progress 'log', or 'auto' without a terminal)."
     )

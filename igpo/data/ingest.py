@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import re
+import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -58,6 +59,7 @@ from igpo.data.schema import (
     validate_table,
     write_table,
 )
+from igpo.progress import is_terminal
 from igpo.verify import extract_answer
 
 logger = logging.getLogger(__name__)
@@ -444,7 +446,8 @@ def load_source(name: str, config: DatasetSourceConfig, reasons_in_error: int = 
     rows, quarantine, seen_questions, seen_ids = [], [], set(), set()
     read = filtered = duplicates = 0
     columns = list(spec.required + spec.optional)
-    progress = tqdm(iter_source_rows(config, name, spec.required, columns), desc=f"ingest {name}", unit=" rows", disable=None)
+    progress = tqdm(iter_source_rows(config, name, spec.required, columns), desc=f"ingest {name}", unit=" rows",
+                    disable=not is_terminal(sys.stderr))  # a bar only on a real terminal (igpo.progress)
     for index, raw in enumerate(progress):
         read += 1
         try:
@@ -567,7 +570,8 @@ def decontaminate(
     index = NgramIndex(eval_tables, config.ngram)
     keep, removed = [], []
     questions, ids, sources = (train.column(c).to_pylist() for c in ("question", "id", "source"))
-    for i, question in enumerate(tqdm(questions, desc="decontaminate", unit=" rows", disable=None)):
+    rows_bar = tqdm(questions, desc="decontaminate", unit=" rows", disable=not is_terminal(sys.stderr))
+    for i, question in enumerate(rows_bar):
         overlap, label, shared, smaller = index.best_overlap(question)
         if label is not None and overlap >= config.threshold:
             reason = f"contaminated: shares {shared} of {smaller} {config.ngram}-grams ({overlap:.2f}) with {label}"

@@ -53,11 +53,11 @@ import httpx
 import pyarrow as pa
 from pydantic import Field
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
-from tqdm.auto import tqdm
 
 from igpo.config_base import StrictConfig
 from igpo.data.config import OpenAIBackendConfig, RewriteConfig, TransformersBackendConfig
 from igpo.data.schema import QUARANTINE_SCHEMA, rows_to_table, validate_table
+from igpo.progress import ProgressReporter, as_mode, every_fraction
 from igpo.verify import answers_match, extract_answer
 
 logger = logging.getLogger(__name__)
@@ -603,8 +603,11 @@ def _run_backend(backend: RewriteBackend, items: list[_Pending], cache: RewriteC
     """Yield (item, text or RowFailure) as results arrive; each success is cached before it is yielded."""
     if not items:
         return
-    progress = tqdm(total=len(items), desc=f"rewrite ({backend.name})", unit=" traces", disable=not show_progress)
-    try:
+    # A bar on a terminal, else about ten log lines (igpo.progress); closed without a final line on an error.
+    with ProgressReporter(
+        len(items), f"rewrite ({backend.name})", mode=as_mode(show_progress), every=every_fraction(len(items)),
+        unit="trace", logger=logger,
+    ) as progress:
         if backend.batch_size > 1:
             for start in range(0, len(items), backend.batch_size):
                 chunk = items[start : start + backend.batch_size]
@@ -644,8 +647,6 @@ def _run_backend(backend: RewriteBackend, items: list[_Pending], cache: RewriteC
         finally:
             # On an error: drop what has not started; requests in flight finish (and are cached).
             executor.shutdown(wait=True, cancel_futures=True)
-    finally:
-        progress.close()
 
 
 def _assemble(

@@ -57,13 +57,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from pydantic import BaseModel, Field
-from tqdm.auto import tqdm
 
 from igpo.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from igpo.distributed import (
@@ -79,6 +79,7 @@ from igpo.distributed import (
 )
 from igpo.logprobs import completion_logprobs, mask_prompt
 from igpo.models import DiffusionLM
+from igpo.progress import ProgressReporter
 from igpo.rl.advantages import group_advantages, zero_advantage_groups
 from igpo.rl.config import RLConfig
 from igpo.rl.loss import completion_mask, entropy_filter, loss_mask, policy_loss
@@ -86,6 +87,8 @@ from igpo.rl.metrics import PhaseTimer, RLStepMetrics, StepTally
 from igpo.rl.repair import REPAIR_STRATEGIES, Resampler, Scorer
 from igpo.rl.rewards import RewardFunction, all_wrong_groups, correctness_reward, score_completions
 from igpo.rl.rollout import RolloutBatch, fresh_prompt_order, generate_rollouts
+
+log = logging.getLogger(__name__)
 
 
 class RLResult(BaseModel):
@@ -115,6 +118,7 @@ def train_rl(
     ``config.checkpoint.every_steps`` steps and the run resumes from the latest complete one;
     ``output_dir`` receives the final model. ``on_step`` runs on rank 0 after each step's checkpoint.
     With LoRA and ``lora.merge_on_save`` the adapters are merged at the end (``model.model`` is a plain model).
+    Progress is reported on rank 0 as ``config.progress`` says (``igpo.progress``); ``progress=False`` silences it.
     """
     G, world = config.group_size, world_size()
     local_sequences, micro = _batch_shape(config, world)
@@ -145,8 +149,11 @@ def train_rl(
         return score_completions(texts, columns, correctness_fn, config.format_reward_weight)
 
     repair = REPAIR_STRATEGIES[config.algorithm]
-    bar = tqdm(range(start, config.steps), desc=config.algorithm, disable=not (progress and is_main_process()))
-    for step in bar:
+    reporter = ProgressReporter(
+        config.steps, config.algorithm, mode=config.progress if progress and is_main_process() else "off",
+        every=config.log_every_steps, initial=start, logger=log,
+    )
+    for step in range(start, config.steps):
         if result.budget_reached:
             break
         timer, tally = PhaseTimer(), StepTally()
@@ -225,7 +232,7 @@ def train_rl(
         result.metrics.append(metrics)
         generated = metrics.completions_generated_total  # summed over ranks: every rank stops at the same step
         result.budget_reached = budget is not None and generated >= budget
-        bar.set_postfix(reward=f"{metrics.reward:.3f}", all_wrong=f"{metrics.all_wrong_fraction:.2f}")
+        reporter.update(loss=metrics.loss, reward=metrics.reward, all_wrong=metrics.all_wrong_fraction)
         if checkpoint_dir and config.checkpoint.due(step + 1, config.steps, last=result.budget_reached):
             save_checkpoint(checkpoint_dir, step + 1, engine, generators,
                             {"algorithm": config.algorithm, "completions_generated": generated, **engine.nonfinite_state()},
@@ -235,6 +242,7 @@ def train_rl(
         if result.budget_reached:
             break
 
+    reporter.close()
     model.model = engine.finish(output_dir, policy.tokenizer)
     return result
 
