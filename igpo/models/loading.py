@@ -1,9 +1,11 @@
 """Loading a masked diffusion LM and the one interface the rest of the code uses to get its logits.
 
-Real targets: LLaDA-8B-Instruct and LLaDA-1.5 (``AutoModel`` with remote code, logits aligned to
-positions) and Dream-7B (remote code, logits shifted by one: the token at position i is predicted by
-the output at i-1). ``DiffusionLM.logits`` hides that difference: it always returns logits aligned to
-the positions asked for. ``trust_remote_code`` is passed only when the model config turns it on.
+Real targets: LLaDA-8B-Base/Instruct and LLaDA-1.5 (logits aligned to positions) and Dream-v0-7B (logits
+shifted by one: the token at position i is predicted by the output at i-1), loaded with the project's own
+classes by the ``model_type`` of their ``config.json`` (``igpo.models.families``); nothing in their checkpoint
+directories is executed. Other models load through transformers' Auto classes, with ``trust_remote_code``
+passed only when the model config turns it on. ``DiffusionLM.logits`` hides the shift: it always returns
+logits aligned to the positions asked for.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import torch
 from pydantic import Field, model_validator
 
 from igpo.config_base import StrictConfig
+from igpo.models.families import NATIVE_FAMILIES, family_of, register_native_families
 from igpo.tiny import TinyModelConfig, save_tiny
 from igpo.tokens import SpecialTokens
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# model_type values of families whose logits are shifted by one position (AR-initialised dLLMs).
-SHIFTED_MODEL_TYPES = frozenset({"dream"})
+# model_type values (lower-cased) of families whose logits are shifted by one position (AR-initialised dLLMs).
+SHIFTED_MODEL_TYPES = frozenset(name for name, family in NATIVE_FAMILIES.items() if family.logits_shift)
+register_native_families()
 
 
 class ModelConfig(StrictConfig):
@@ -30,7 +34,9 @@ class ModelConfig(StrictConfig):
     name_or_path: str = Field(description="Hugging Face id (e.g. GSAI-ML/LLaDA-8B-Instruct) or local directory.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin; None for local dirs.")
     trust_remote_code: bool = Field(
-        False, description="Run the model repository's own Python code. Needed by LLaDA and Dream; off by default."
+        False,
+        description="Run the model repository's own Python code, for families this project does not implement "
+        "natively. LLaDA and Dream never need it and never run it (native classes); off by default.",
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Parameter dtype.")
     logits_shift: Literal["auto", 0, 1] = Field(
@@ -39,8 +45,8 @@ class ModelConfig(StrictConfig):
     )
     auto_class: Literal["auto", "AutoModel", "AutoModelForCausalLM", "AutoModelForMaskedLM"] = Field(
         "auto",
-        description="transformers Auto class to load with; 'auto' uses AutoModel for remote-code models that map it "
-        "(LLaDA, Dream) and AutoModelForCausalLM otherwise.",
+        description="transformers Auto class for models outside the native families; 'auto' uses AutoModel for "
+        "remote-code models that map it and AutoModelForCausalLM otherwise. LLaDA and Dream ignore it.",
     )
 
 
@@ -104,11 +110,28 @@ def wrap_model(model: torch.nn.Module, tokenizer: Any, logits_shift: int | None 
     )
 
 
+def model_type_of(name_or_path: str, revision: str | None = None) -> str | None:
+    """The ``model_type`` of a checkpoint's ``config.json``, read as data (no code runs)."""
+    from transformers import PreTrainedConfig
+
+    config_dict, _ = PreTrainedConfig.get_config_dict(name_or_path, revision=revision)
+    return config_dict.get("model_type")
+
+
 def load_model(config: ModelConfig, device: str | torch.device = "cpu") -> DiffusionLM:
-    """Load model and tokenizer from a Hugging Face id or a local directory, safetensors only."""
+    """Load model and tokenizer from a Hugging Face id or a local directory, safetensors only. LLaDA and Dream
+    (by ``model_type``) load with the native classes; anything else through transformers' Auto classes."""
     import transformers
     from transformers import AutoConfig, AutoTokenizer
 
+    shift = None if config.logits_shift == "auto" else int(config.logits_shift)
+    family = family_of(model_type_of(config.name_or_path, config.revision))
+    if family is not None:
+        model = family.model_class.from_pretrained(
+            config.name_or_path, revision=config.revision, dtype=DTYPES[config.dtype], use_safetensors=True
+        )
+        tokenizer = family.load_tokenizer(config.name_or_path, config.revision)
+        return wrap_model(model.to(device), tokenizer, logits_shift=shift)
     common = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
     hf_config = AutoConfig.from_pretrained(config.name_or_path, **common)
     auto_class = config.auto_class
@@ -119,7 +142,6 @@ def load_model(config: ModelConfig, device: str | torch.device = "cpu") -> Diffu
         config.name_or_path, dtype=DTYPES[config.dtype], use_safetensors=True, **common
     )
     tokenizer = AutoTokenizer.from_pretrained(config.name_or_path, **common)
-    shift = None if config.logits_shift == "auto" else int(config.logits_shift)
     return wrap_model(model.to(device), tokenizer, logits_shift=shift)
 
 
@@ -206,6 +228,9 @@ def load_tokenizer(model_dir: str | Path) -> Any:
     from transformers import AutoTokenizer
 
     config = model_config_of(model_dir)
+    family = family_of(model_type_of(config.name_or_path, config.revision))
+    if family is not None:
+        return family.load_tokenizer(config.name_or_path, config.revision)
     return AutoTokenizer.from_pretrained(
         config.name_or_path, revision=config.revision, trust_remote_code=config.trust_remote_code
     )
