@@ -55,7 +55,10 @@ class LoRAConfig(StrictConfig):
         0.0, ge=0.0, lt=1.0, description="Dropout on the adapter input (draws from torch's global RNG; 0 keeps runs exact)."
     )
     target_modules: str | list[str] = Field(
-        "all-linear", description="peft target_modules: 'all-linear' (every linear layer but the LM head) or names."
+        "all-linear",
+        description="peft target_modules: 'all-linear' (every linear layer but the LM head), a list of module names "
+        "(matched as name suffixes; the LM head is never adapted, so LLaDA's block 'ff_out' does not catch its "
+        "head 'model.transformer.ff_out'), or a regex string (full match, taken as it is).",
     )
     seed: int = Field(0, description="Seed of the adapter initialisation (drawn under a forked RNG).")
     merge_on_save: bool = Field(
@@ -67,16 +70,32 @@ class LoRAConfig(StrictConfig):
 
 
 def apply_lora(module: torch.nn.Module, config: LoRAConfig) -> torch.nn.Module:
-    """Wrap ``module`` in a peft ``PeftModel`` with fresh adapters; only the adapters are trainable."""
+    """Wrap ``module`` in a peft ``PeftModel`` with fresh adapters; only the adapters are trainable.
+
+    A list of names never adapts the LM head, as 'all-linear' does not: peft matches names by suffix, and
+    LLaDA calls both a block's down projection and its LM head ``ff_out``."""
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
-        r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=config.target_modules, bias="none"
+        r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=config.target_modules,
+        exclude_modules=_lm_head_matched_by(module, config.target_modules), bias="none",
     )
     # Adapter init draws from the global RNG: fork it so the caller's RNG state is left as it was.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return get_peft_model(module, lora)
+
+
+def _lm_head_matched_by(module: torch.nn.Module, target_modules: str | list[str]) -> list[str] | None:
+    """[the LM head's module name] when a list of target names would match it (peft: equal, or a suffix after
+    a dot), else None (peft warns about an exclusion that excludes nothing)."""
+    if isinstance(target_modules, str) or not hasattr(module, "get_output_embeddings"):
+        return None
+    head = module.get_output_embeddings()
+    name = next((n for n, m in module.named_modules() if m is head), None) if head is not None else None
+    if name and any(name == t or name.endswith(f".{t}") for t in target_modules):
+        return [name]
+    return None
 
 
 def is_peft(module: torch.nn.Module) -> bool:

@@ -16,9 +16,8 @@ Deviations from Dream's own ``modeling_dream.py`` (deliberate; a plain forward g
 
 - a 2-D ``attention_mask`` [N, T] (1 = real token, 0 = left padding) removes padded keys from attention;
   Dream's SDPA call expects a 4-D boolean mask and crashes on it;
-- default position ids count from a row's first real token (``cumsum(attention_mask) - 1``), so a left-padded
-  row computes what its real tokens alone compute; Dream's forward uses ``arange`` and leaves that to its
-  ``generate``;
+- default position ids are Dream's own ``arange`` (after what a cache holds), padded or not: RoPE is relative
+  and padded keys are masked, so a left-padded row computes what its real tokens alone compute;
 - RoPE's ``inv_freq`` is computed from the config, never stored as a buffer: transformers 5 recreates
   non-persistent buffers uninitialised in ``from_pretrained`` and Dream's ``_init_weights`` never refills it;
 - the KV cache is a transformers ``Cache`` passed as ``cache`` (transformers >= 5.24) or ``past_key_values``;
@@ -413,7 +412,7 @@ class DreamModel(DreamPreTrainedModel):
         self,
         input_ids: torch.Tensor | None = None,  # [N, T]
         attention_mask: torch.Tensor | None = None,  # [N, T_keys], 1 = real token, 0 = left padding
-        position_ids: torch.Tensor | None = None,  # [N, T]; default: counted from the first real token
+        position_ids: torch.Tensor | None = None,  # [N, T]; default: arange after the cached keys
         past_key_values: Cache | None = None,  # the Cache under its name up to transformers 5.23
         inputs_embeds: torch.Tensor | None = None,  # [N, T, hidden]
         use_cache: bool | None = None,
@@ -491,13 +490,15 @@ def load_dream_tokenizer(path_or_id: str | os.PathLike, revision: str | None = N
     (``return_offsets_mapping``), the special tokens (bos/eos/pad/mask) and the chat template of
     tokenizer_config.json. Every added token keeps the id the files give it (checked).
 
-    A directory with a ``tokenizer.json`` (one this project saved) is read from that file instead.
+    A directory with a ``tokenizer.json`` (one this project saved) is read from that file as it is, whatever
+    tokenizer it holds: ``Qwen2Tokenizer.from_pretrained`` would put Qwen2's byte-level pre-tokenizer in front
+    of it, which changes the ids of any other tokenizer (the tiny character one loses its spaces).
     """
     from tokenizers import AddedToken
-    from transformers import Qwen2Tokenizer
+    from transformers import PreTrainedTokenizerFast, Qwen2Tokenizer
 
     if Path(path_or_id).is_dir() and (Path(path_or_id) / "tokenizer.json").is_file():
-        return Qwen2Tokenizer.from_pretrained(path_or_id)
+        return PreTrainedTokenizerFast.from_pretrained(path_or_id)
 
     def read_json(name: str, required: bool) -> dict:
         path = _hub_file(path_or_id, name, revision, required)

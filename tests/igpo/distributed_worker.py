@@ -4,7 +4,8 @@
    repaired); every rank writes its final parameters.
 2. The same run resumed from the step-1 checkpoint in a fresh process state; final parameters written.
 3. SFT under ZeRO-3, two steps, final model exported; every rank writes its gathered parameters.
-Usage: torchrun --standalone --nproc_per_node=2 tests/igpo/distributed_worker.py OUT_DIR
+Usage: torchrun --standalone --nproc_per_node=2 tests/igpo/distributed_worker.py OUT_DIR [llada|dream]
+(the model family of the tiny model, LLaDA by default; tests/igpo/models/test_every_stage.py runs both).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from safetensors.torch import save_file
 from igpo.checkpoint import CheckpointConfig
 from igpo.distributed import barrier, rank
 from igpo.models import wrap_model
+from igpo.models.dream import build_tiny_dream
+from igpo.models.tiny import TinyModelConfig, build_tiny_model, build_tiny_tokenizer
 from igpo.rl import RLConfig, train_rl
 from igpo.sampler import SamplerConfig
 from igpo.sft import SFTConfig, train_sft
-from igpo.tiny import TinyModelConfig, build_tiny_model, build_tiny_tokenizer
 
 TINY = TinyModelConfig(num_layers=2, hidden_size=32, head_dim=8, intermediate_size=64)
 EXAMPLES = [
@@ -41,13 +43,18 @@ def flat(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone().contiguous() for name, p in module.named_parameters()}
 
 
-def main(out: Path) -> None:
+def main(out: Path, family: str = "llada") -> None:
     torch.set_num_threads(1)
     tokenizer = build_tiny_tokenizer()
     me = rank()
 
     def lm():
-        return wrap_model(build_tiny_model(tokenizer, TINY).eval(), tokenizer)
+        if family == "dream":  # grouped key/value heads, logits shifted by one
+            model = build_tiny_dream(tokenizer, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
+                                     num_kv_heads=2, max_position_embeddings=256, rope_theta=10_000.0)
+        else:
+            model = build_tiny_model(tokenizer, TINY)
+        return wrap_model(model.eval(), tokenizer)
 
     rl = RLConfig(
         steps=2, batch_size=2, group_size=4, mu=2, micro_batch_size=2, beta=0.05, learning_rate=1e-2, weight_decay=0.0,
@@ -89,4 +96,4 @@ def main(out: Path) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), *sys.argv[2:3])
