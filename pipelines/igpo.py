@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from zenml import pipeline
 from zenml.client import Client
+from zenml.config.cache_policy import CachePolicy
 
 from pipelines.config_check import check_step_configs
 from steps.build_report import build_report
@@ -26,8 +27,12 @@ from steps.train_grpo import train_grpo
 from steps.train_igpo import train_igpo
 from steps.train_sft import train_sft
 
+# ZenML's default key (step code, parameters, inputs) plus the project's code and numeric library versions
+# (igpo.provenance): a change in igpo/ or a new transformers re-runs the steps instead of replaying old results.
+CACHE_POLICY = CachePolicy(cache_func="igpo.provenance.code_fingerprint")
 
-@pipeline(enable_cache=True)
+
+@pipeline(enable_cache=True, cache_policy=CACHE_POLICY)
 def igpo_pipeline() -> None:
     """ingest -> rewrite -> SFT -> {GRPO, IGPO} -> evaluate {base, SFT, GRPO, IGPO} -> report."""
     base = prepare_base_model()
@@ -50,14 +55,14 @@ def _artifact(name_or_id: str):
     return Client().get_artifact_version(name_or_id)
 
 
-@pipeline(enable_cache=True)
+@pipeline(enable_cache=True, cache_policy=CACHE_POLICY)
 def rl_pipeline(checkpoint: str = "sft_checkpoint", rl_table: str = "rl_table") -> None:
     """IGPO only (``train_igpo``), from an existing checkpoint artifact and RL table artifact (names or ids)."""
     train_igpo(_artifact(checkpoint), _artifact(rl_table))
     check_step_configs()
 
 
-@pipeline(enable_cache=True)
+@pipeline(enable_cache=True, cache_policy=CACHE_POLICY)
 def evaluate_pipeline(
     checkpoint: str = "igpo_checkpoint", eval_table: str = "eval_table", model_name: str = "sft+igpo"
 ) -> None:

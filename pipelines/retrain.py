@@ -19,6 +19,7 @@ from zenml import pipeline
 
 from igpo.promotion import PromotionConfig
 from pipelines.config_check import check_step_configs
+from pipelines.igpo import CACHE_POLICY
 from steps.evaluate_benchmarks import evaluate_benchmarks
 from steps.ingest_datasets import ingest_datasets
 from steps.prepare_base_model import prepare_base_model
@@ -30,7 +31,7 @@ from steps.train_sft import train_sft
 DEFAULT_CRON = "0 3 * * 0"  # Sundays 03:00 (cluster time zone)
 
 
-@pipeline(enable_cache=True)
+@pipeline(enable_cache=True, cache_policy=CACHE_POLICY)
 def retrain_pipeline() -> None:
     """ingest -> rewrite -> SFT -> IGPO -> evaluate -> promote (the model version, if it wins)."""
     base = prepare_base_model()
