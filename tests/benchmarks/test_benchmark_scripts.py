@@ -172,3 +172,15 @@ def test_fast_sampler_quick(out):
     assert all(0 <= r["accuracy"] <= 1 and r["same_as_exact"] <= 1 for r in payload["accuracy"])
     assert payload["accuracy"][0]["same_as_exact"] == 1
     assert "**Fast sampler**" in summarize.main(["--results", str(out)])
+
+
+def test_llada_memory_estimate_counts_the_8b_architecture():
+    """The estimate builds the native class on the meta device: LLaDA-8B has about 8.0B parameters, and the
+    LoRA count is r * (in + out) over the 7 linear layers of each of 32 blocks."""
+    from benchmarks import llada_memory
+
+    result = llada_memory.estimate(micro_batch=8, prompt=256, gen_length=256, gpus=8, lora_r=128)
+    assert 7.9 < result["parameters (billions)"] < 8.1
+    d, hidden = 4096, 12288
+    assert result["LoRA parameters (millions)"] * 1e6 == 32 * 128 * (4 * 2 * d + 3 * (d + hidden))
+    assert result["peak per GPU, gradient checkpointing"] < result["peak per GPU, no checkpointing"]
