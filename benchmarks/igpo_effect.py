@@ -218,9 +218,9 @@ def prepare_checkpoint(s: dict[str, Any], device: str, cache: Path) -> tuple[Pat
     the target. Returns (model directory, record with the calibration history)."""
     from igpo.checkpoint import CheckpointConfig
     from igpo.models import ModelConfig, save_model, wrap_model
+    from igpo.models.tiny import TinyModelConfig, build_tiny_model, build_tiny_tokenizer
     from igpo.sampler import SamplerConfig
     from igpo.sft import SFTConfig, train_sft
-    from igpo.tiny import TinyModelConfig, build_tiny_model, build_tiny_tokenizer
 
     key_data = {k: s[k] for k in ("task", "model", "sft", "rollout")} | {"G": s["rl"]["group_size"]}
     key = hashlib.sha1(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:12]

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 from igpo.models import ModelConfig, load_model
+from igpo.models.tiny import TinyModelConfig, save_tiny
 from igpo.prompting import decode_completions, encode_prompts
 from igpo.sampler import SamplerConfig, generate
 from igpo.sft import SFTConfig, train_sft
-from igpo.tiny import TinyModelConfig, save_tiny
 from igpo.verify import is_correct
 
 

@@ -1,12 +1,16 @@
 """Print the results of the latest ``igpo_pipeline`` run and where to look further.
 
-    python -m pipelines.show_results [--run RUN_NAME_OR_ID]
+    python -m pipelines.show_results [--run RUN_NAME_OR_ID] [--out FILE]
+
+``--out`` also writes the results table to FILE: ``make demo`` writes ``benchmarks/results/demo_tiny_cpu.txt``,
+which the README quotes verbatim (tests/test_readme.py keeps the two equal).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
 
@@ -18,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="run name or id (default: the latest igpo_pipeline run)")
+    parser.add_argument("--out", help="also write the results table to this file")
     args = parser.parse_args(argv)
     client = Client()
     if args.run:
@@ -26,7 +31,12 @@ def main(argv: list[str] | None = None) -> None:
         run = client.get_pipeline("igpo_pipeline").last_run
     report = run.steps["build_report"]
     print(f"\nIGPO demo results, run {run.name} ({run.status.value})\n")
-    print(report.outputs["results"][0].load())
+    results = str(report.outputs["results"][0].load()).rstrip("\n") + "\n"
+    print(results, end="")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(results)
+        print(f"(written to {args.out})")
     print(
         "\nWhere to look:\n"
         f"  report:    open the 'report' artifact of step build_report in the dashboard\n"

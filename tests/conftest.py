@@ -25,7 +25,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    from igpo.tiny import build_tiny_tokenizer
+    from igpo.models.tiny import build_tiny_tokenizer
 
     return build_tiny_tokenizer()
 
@@ -34,7 +34,7 @@ def tiny_tokenizer():
 def tiny_lm(tiny_tokenizer):
     """A fresh, untrained 2-layer tiny dLLM wrapped as DiffusionLM (fresh per test: tests may train it)."""
     from igpo.models import wrap_model
-    from igpo.tiny import TinyModelConfig, build_tiny_model
+    from igpo.models.tiny import TinyModelConfig, build_tiny_model
 
     model = build_tiny_model(tiny_tokenizer, TinyModelConfig(num_layers=2, hidden_size=32, head_dim=8, intermediate_size=64))
     return wrap_model(model.eval(), tiny_tokenizer)

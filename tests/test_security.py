@@ -83,6 +83,8 @@ def test_remote_code_is_off_unless_a_config_enables_it(monkeypatch):
         return from_pretrained
 
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", record("config"))
+    # A model outside the native families (LLaDA/Dream never run checkpoint code: tests/igpo/models/test_loading.py).
+    monkeypatch.setattr("igpo.models.loading.model_type_of", lambda *_: "some_remote_code_model")
     for enabled in (False, True):
         calls.clear()
         with pytest.raises(Stop):
@@ -102,7 +104,7 @@ class _Payload:
 @pytest.fixture
 def saved_tiny(tiny_tokenizer, tmp_path):
     from igpo.models import ModelConfig, save_model, wrap_model
-    from igpo.tiny import TinyModelConfig, build_tiny_model
+    from igpo.models.tiny import TinyModelConfig, build_tiny_model
 
     model = build_tiny_model(tiny_tokenizer, TinyModelConfig(num_layers=1, hidden_size=32, head_dim=8, intermediate_size=64))
     directory = tmp_path / "model"

@@ -468,7 +468,10 @@ def build_tiny_llada(
 ) -> LLaDAModelLM:
     """A freshly initialised LLaDA for ``tokenizer``: its vocabulary and special ids (mask, eos, pad, bos),
     untied LM head as in the released checkpoints. Built under a forked RNG seeded with ``seed``, so building
-    a model never moves the caller's global RNG state."""
+    a model never moves the caller's global RNG state. The weights get PyTorch's default initialisation of
+    ``nn.Linear`` / ``nn.Embedding`` (constructing ``LLaDAModelLM(config)`` does not run ``_init_weights``, as the
+    hub class does not either; ``_init_weights`` fills weights that ``from_pretrained`` finds missing); the demo's
+    settings were chosen with this initialisation."""
     if tokenizer.mask_token_id is None:
         raise ValueError("build_tiny_llada: the tokenizer declares no mask token")
     config = LLaDAConfig(

@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 
 from igpo.config_base import StrictConfig
 from igpo.models.families import NATIVE_FAMILIES, family_of, register_native_families
-from igpo.tiny import TinyModelConfig, save_tiny
+from igpo.models.tiny import TinyModelConfig, save_tiny
 from igpo.tokens import SpecialTokens
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

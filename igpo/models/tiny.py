@@ -1,21 +1,24 @@
-"""A tiny masked diffusion LM for CPU runs and tests, built offline from transformers' own classes.
+"""A tiny masked diffusion LM for CPU runs and tests, built offline.
 
-The model is a Gemma-3 text decoder with ``use_bidirectional_attention=True`` (full attention, every
-layer global), i.e. a LLaDA-style bidirectional mask predictor; the tokenizer is character-level,
-trained with ``tokenizers`` on printable ASCII. Both are saved with ``save_pretrained`` and loaded like
-any real model, so the loading code tested here is the code that loads LLaDA.
+The default model is a shrunk LLaDA built from the project's native class (``igpo.models.llada``), so the
+demo and the tests run exactly the code that loads LLaDA-8B; ``architecture: gemma3`` builds a transformers
+Gemma-3 text decoder with ``use_bidirectional_attention=True`` instead (a model outside the native families,
+loaded through transformers' Auto classes). The tokenizer is character-level, trained with ``tokenizers`` on
+printable ASCII. Both are saved with ``save_pretrained`` and loaded like any real model.
 """
 
 from __future__ import annotations
 
 import string
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedModel, PreTrainedTokenizerFast
 
 from igpo.config_base import StrictConfig
+from igpo.models.llada import build_tiny_llada
 
 MASK, EOS, EOT, PAD, BOS = "<|mdm_mask|>", "<|endoftext|>", "<|eot_id|>", "<|pad|>", "<|startoftext|>"
 ROLE_USER, ROLE_ASSISTANT = "<|user|>", "<|assistant|>"
@@ -32,8 +35,13 @@ CHAT_TEMPLATE = (
 
 
 class TinyModelConfig(StrictConfig):
-    """Size of the tiny bidirectional model."""
+    """Architecture and size of the tiny bidirectional model."""
 
+    architecture: Literal["llada", "gemma3"] = Field(
+        "llada",
+        description="'llada': the native LLaDA class (what loads LLaDA-8B); 'gemma3': a transformers Gemma-3 "
+        "decoder with bidirectional attention (a model outside the native families).",
+    )
     num_layers: int = Field(4, ge=1, description="Transformer layers.")
     hidden_size: int = Field(64, ge=8, description="Model width; a multiple of num_heads * head_dim is not required.")
     num_heads: int = Field(4, ge=1, description="Attention heads.")
@@ -46,6 +54,15 @@ class TinyModelConfig(StrictConfig):
         "short-range position signal, which a tiny model needs to find the k-th operand of a prompt.",
     )
     seed: int = Field(0, description="Seed of the weight initialisation (a local torch.Generator state).")
+
+    @model_validator(mode="after")
+    def _llada_heads_split_the_width(self) -> TinyModelConfig:
+        if self.architecture == "llada" and self.num_heads * self.head_dim != self.hidden_size:
+            raise ValueError(
+                f"head_dim: LLaDA's head width is hidden_size / num_heads = {self.hidden_size} / {self.num_heads}, "
+                f"so num_heads * head_dim ({self.num_heads} * {self.head_dim}) must equal hidden_size"
+            )
+        return self
 
 
 def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
@@ -69,11 +86,18 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     return fast
 
 
-def build_tiny_model(tokenizer: PreTrainedTokenizerFast, config: TinyModelConfig | None = None) -> Gemma3ForCausalLM:
-    """A freshly initialised bidirectional Gemma-3 of the given size; token ids come from ``tokenizer``."""
+def build_tiny_model(tokenizer: PreTrainedTokenizerFast, config: TinyModelConfig | None = None) -> PreTrainedModel:
+    """A freshly initialised bidirectional model of the given architecture and size; token ids come from
+    ``tokenizer``. Never moves the caller's global RNG state."""
     import torch
 
     config = config or TinyModelConfig()
+    if config.architecture == "llada":
+        return build_tiny_llada(
+            tokenizer, d_model=config.hidden_size, n_heads=config.num_heads, n_layers=config.num_layers,
+            mlp_hidden_size=config.intermediate_size, max_sequence_length=config.max_position_embeddings,
+            rope_theta=config.rope_theta, seed=config.seed,
+        )
     model_config = Gemma3TextConfig(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,

@@ -11,8 +11,8 @@ import pytest
 
 from igpo.checkpoint import CheckpointConfig, CheckpointError
 from igpo.models import wrap_model
+from igpo.models.tiny import TinyModelConfig, build_tiny_model
 from igpo.sft import SFTConfig, train_sft
-from igpo.tiny import TinyModelConfig, build_tiny_model
 
 QUESTIONS, ANSWERS = ["red", "blue", "green", "cyan"], ["apple 1", "sky 22", "grass 333", "sea 4444"]
 

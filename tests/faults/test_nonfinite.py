@@ -17,10 +17,10 @@ import igpo.sft as sft_module
 from igpo.checkpoint import CheckpointConfig, latest_checkpoint
 from igpo.distributed import NonFiniteLossError, TrainEngine
 from igpo.models import wrap_model
+from igpo.models.tiny import TinyModelConfig, build_tiny_model
 from igpo.rl import RLConfig, train_rl
 from igpo.sampler import SamplerConfig
 from igpo.sft import SFTConfig, train_sft
-from igpo.tiny import TinyModelConfig, build_tiny_model
 
 QUESTIONS = ["red", "blue", "green", "cyan"]
 ANSWERS = ["apple 1", "sky 22", "grass 333", "sea 4444"]

@@ -16,7 +16,7 @@ from igpo.checkpoint import (
 )
 from igpo.distributed import TrainEngine
 from igpo.models import wrap_model
-from igpo.tiny import TinyModelConfig, build_tiny_model
+from igpo.models.tiny import TinyModelConfig, build_tiny_model
 
 
 def _engine(module):

@@ -14,9 +14,9 @@ import torch
 from igpo.evaluate import BenchmarkConfig
 from igpo.kv_cache import BlockKVCache, _ReusedLayer, cache_argument, check_kv_cache_support
 from igpo.models import DiffusionLM, wrap_model
+from igpo.models.tiny import TinyModelConfig, build_tiny_model
 from igpo.prompting import encode_prompts
 from igpo.sampler import SamplerConfig, generate
-from igpo.tiny import TinyModelConfig, build_tiny_model
 
 MODES = ["prefix", "dual"]
 
@@ -24,7 +24,9 @@ MODES = ["prefix", "dual"]
 def _lm(tokenizer, layers: int = 2, sharpness: float = 0.0, shift: int = 0) -> DiffusionLM:
     """A tiny untrained model; ``sharpness`` scales the final norm so that its predictions are confident
     (an untrained model is near-uniform, and threshold decoding then commits one token per iteration)."""
-    config = TinyModelConfig(num_layers=layers, hidden_size=32, head_dim=8, intermediate_size=64)
+    # Gemma-3: these tests reach into its modules (final norm, k/v projections); the native families run the
+    # fast sampler in tests/igpo/models/.
+    config = TinyModelConfig(architecture="gemma3", num_layers=layers, hidden_size=32, head_dim=8, intermediate_size=64)
     model = build_tiny_model(tokenizer, config).eval()
     with torch.no_grad():
         model.model.norm.weight.fill_(sharpness)  # Gemma RMSNorm scales by (1 + weight)

@@ -10,10 +10,10 @@ from safetensors.torch import load_file
 from igpo.checkpoint import CheckpointConfig
 from igpo.launch import DEFAULT_DEEPSPEED_CONFIG, launch_training, num_processes
 from igpo.models import BaseModelConfig, load_model_dir, prepare_base_model
+from igpo.models.tiny import TinyModelConfig
 from igpo.rl import RLConfig
 from igpo.sampler import SamplerConfig
 from igpo.sft import SFTConfig
-from igpo.tiny import TinyModelConfig
 
 TINY = TinyModelConfig(num_layers=2, hidden_size=32, head_dim=8, intermediate_size=64)
 TABLE = pd.DataFrame(

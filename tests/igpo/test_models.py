@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from igpo.models import ModelConfig, load_model, wrap_model
-from igpo.tiny import TinyModelConfig, save_tiny
+from igpo.models.tiny import TinyModelConfig, save_tiny
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,12 @@ def test_dream_model_type_is_shifted_automatically(tiny_dir):
     assert wrap_model(plain.model, plain.tokenizer).logits_shift == 1
 
 
-def test_trust_remote_code_is_off_unless_config_turns_it_on(tiny_dir, monkeypatch):
+def test_trust_remote_code_is_off_unless_config_turns_it_on(tmp_path, monkeypatch):
+    """A model outside the native families (a Gemma-3 here) loads through the Auto classes, without remote code
+    unless the config turns it on (the native families never pass it: tests/igpo/models/test_loading.py)."""
     import transformers
+
+    gemma_dir = save_tiny(tmp_path, TinyModelConfig(architecture="gemma3", num_layers=1, hidden_size=32, head_dim=8))
 
     seen = []
     real = transformers.AutoConfig.from_pretrained
@@ -74,7 +78,7 @@ def test_trust_remote_code_is_off_unless_config_turns_it_on(tiny_dir, monkeypatc
 
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", spy)
     assert ModelConfig(name_or_path="x").trust_remote_code is False
-    load_model(ModelConfig(name_or_path=str(tiny_dir)))
+    load_model(ModelConfig(name_or_path=str(gemma_dir)))
     assert seen and all(flag is False for flag in seen)
 
 

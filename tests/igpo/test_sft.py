@@ -8,8 +8,8 @@ import torch
 from igpo.checkpoint import CheckpointConfig, latest_checkpoint
 from igpo.distributed import LoRAConfig, is_peft
 from igpo.models import ModelConfig, load_model, wrap_model
+from igpo.models.tiny import TinyModelConfig, build_tiny_model
 from igpo.sft import SFTConfig, collate, encode_pairs, train_sft
-from igpo.tiny import TinyModelConfig, build_tiny_model
 
 QUESTIONS = ["red", "blue", "green", "cyan", "pink", "gold"]
 ANSWERS = ["apple 1", "sky 22", "grass 333", "sea 4444", "rose 5", "sun 66"]

@@ -8,10 +8,10 @@ import pytest
 from igpo.data.config import DemoTaskConfig, IngestConfig, RewriteConfig
 from igpo.evaluate import BenchmarkConfig, EvalConfig
 from igpo.models import BaseModelConfig, load_model_dir
+from igpo.models.tiny import TinyModelConfig
 from igpo.rl.config import RLConfig
 from igpo.sampler import SamplerConfig
 from igpo.sft import SFTConfig
-from igpo.tiny import TinyModelConfig
 
 SAMPLER = SamplerConfig(gen_length=48, block_length=16, steps=6, temperature=1.0)
 

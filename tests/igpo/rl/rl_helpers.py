@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from igpo.models import DiffusionLM, wrap_model
+from igpo.models.tiny import TinyModelConfig, build_tiny_model
 from igpo.sampler import SamplerConfig
-from igpo.tiny import TinyModelConfig, build_tiny_model
 
 TINY = TinyModelConfig(num_layers=2, hidden_size=32, head_dim=8, intermediate_size=64)
 ROLLOUT = SamplerConfig(gen_length=16, block_length=8, steps=8, temperature=1.0)

@@ -70,7 +70,8 @@ def test_interrupted_run_resumes_to_the_same_parameters(tiny_tokenizer, toy_exam
         steps=4, mu=2, beta=0.05, p_mask_prompt=0.2, micro_batch_size=4, eta_low=0.5, eta_high=0.9,
         checkpoint=CheckpointConfig(every_steps=2, keep_last=None),
     )
-    reference_lm = fresh_lm(tiny_tokenizer)
+    SEED = 3  # an untrained model whose groups are all wrong in 3 of the 4 steps, so repairs happen throughout
+    reference_lm = fresh_lm(tiny_tokenizer, SEED)
     full = train_rl(reference_lm, toy_examples, config, correctness_fn=has_letter_e, progress=False,
                     checkpoint_dir=str(tmp_path / "uninterrupted"))
     assert sum(m.completions_replaced for m in full.metrics) > 0  # the repair path is part of what resumes
@@ -79,17 +80,17 @@ def test_interrupted_run_resumes_to_the_same_parameters(tiny_tokenizer, toy_exam
         if step == 3:
             raise Crash
 
-    interrupted = fresh_lm(tiny_tokenizer)
+    interrupted = fresh_lm(tiny_tokenizer, SEED)
     with pytest.raises(Crash):
         train_rl(interrupted, toy_examples, config, correctness_fn=has_letter_e, progress=False,
                  checkpoint_dir=str(tmp_path / "run"), on_step=crash_at_3)
     assert latest_checkpoint(tmp_path / "run").name == "step-00000002"  # step 3's work is lost
-    resumed_lm = fresh_lm(tiny_tokenizer)
+    resumed_lm = fresh_lm(tiny_tokenizer, SEED)
     resumed = train_rl(resumed_lm, toy_examples, config, correctness_fn=has_letter_e, progress=False,
                        checkpoint_dir=str(tmp_path / "run"))
     assert resumed.resumed_from == 2 and [m.step for m in resumed.metrics] == [3, 4]
     assert _ids_equal(params(resumed_lm.model), params(reference_lm.model))
-    assert not _ids_equal(params(resumed_lm.model), params(fresh_lm(tiny_tokenizer).model))
+    assert not _ids_equal(params(resumed_lm.model), params(fresh_lm(tiny_tokenizer, SEED).model))
     strip = {"seconds"}
     assert [m.model_dump(exclude=strip) for m in resumed.metrics] == [m.model_dump(exclude=strip) for m in full.metrics[2:]]
 
