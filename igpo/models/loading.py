@@ -28,6 +28,19 @@ SHIFTED_MODEL_TYPES = frozenset(name for name, family in NATIVE_FAMILIES.items()
 register_native_families()
 
 
+def _quiet_progress_bars_unless_on_a_terminal() -> None:
+    """transformers draws bars while loading and saving weights; off a terminal (a ZenML step stores every
+    redraw as a log record) they are turned off, as the project's own progress is (igpo.progress)."""
+    import sys
+
+    from transformers.utils import logging as hf_logging
+
+    from igpo.progress import is_terminal
+
+    if not is_terminal(sys.stderr):
+        hf_logging.disable_progress_bar()
+
+
 class ModelConfig(StrictConfig):
     """Which model to load and how."""
 
@@ -124,6 +137,7 @@ def load_model(config: ModelConfig, device: str | torch.device = "cpu") -> Diffu
     import transformers
     from transformers import AutoConfig, AutoTokenizer
 
+    _quiet_progress_bars_unless_on_a_terminal()
     shift = None if config.logits_shift == "auto" else int(config.logits_shift)
     family = family_of(model_type_of(config.name_or_path, config.revision))
     if family is not None:
@@ -153,6 +167,7 @@ def save_model(lm: DiffusionLM, output_dir: str | Path, config: ModelConfig) -> 
     """Save weights (safetensors), tokenizer and the loading settings of ``config`` to ``output_dir``."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    _quiet_progress_bars_unless_on_a_terminal()
     lm.model.save_pretrained(output_dir, safe_serialization=True)
     return finish_model_dir(lm, output_dir, config)
 
