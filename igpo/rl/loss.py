@@ -31,10 +31,13 @@ def entropy_filter(entropy: torch.Tensor, hint_mask: torch.Tensor, tau: float) -
     """[N, L] bool: the hint positions that keep their gradient.
 
     In each sequence with n > 0 hint positions the ``k = max(1, floor(tau * n))`` of highest policy
-    entropy are kept (ties broken by position); the other hint positions are dropped. entropy, hint_mask: [N, L].
+    entropy are kept (ties broken by position); the other hint positions are dropped. The at-least-one rule
+    holds only for ``tau > 0`` (a short hint still teaches its most uncertain token); ``tau = 0`` keeps no hint
+    position at all. entropy, hint_mask: [N, L].
     """
     counts = hint_mask.sum(dim=1)  # [N]
-    k = torch.where(counts > 0, torch.clamp(torch.floor(tau * counts.double() + 1e-9).long(), min=1), 0)  # [N]
+    least = 1 if tau > 0 else 0
+    k = torch.where(counts > 0, torch.clamp(torch.floor(tau * counts.double() + 1e-9).long(), min=least), 0)  # [N]
     scores = torch.where(hint_mask, entropy.float(), torch.full_like(entropy, -math.inf, dtype=torch.float))
     order = torch.argsort(scores, dim=1, descending=True, stable=True)  # [N, L]
     ranks = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))

@@ -15,11 +15,12 @@ Deviations from the paper and the reference run, all deliberate:
   final-answer statement of y* is excluded (not only the last one); when floor(eta*N) = 0 one chunk is
   revealed; an all-wrong group whose y* has no eligible chunk is left unchanged and counted.
 - Replacements take the wrong originals in index order (in an all-wrong group every original is wrong).
-- Entropy filter: per sequence, k = max(1, floor(tau * n)) of the n hint positions inside the real
-  completion; with p_mask_prompt > 0 it is recomputed each inner iteration from that iteration's
-  old-policy pass (same prompt mask for old, reference and current policy).
-- Old/reference log-probs are computed once per rollout batch when p_mask_prompt = 0 (the masks of the
-  inner iterations are identical); they are recomputed per iteration otherwise.
+- Entropy filter: per sequence, k = max(1, floor(tau * n)) (0 when tau = 0) of the n hint positions inside the real
+  completion; with p_mask_prompt > 0 it comes from each inner iteration's own old-policy pass (same prompt mask
+  for old, reference and current policy).
+- Old/reference/entropy passes run in eval mode before the first update of a rollout batch: once when
+  p_mask_prompt = 0 (the masks of the inner iterations are identical), once per inner iteration's prompt mask
+  otherwise (d1: the mu masks are drawn up front), so every ratio is against the rollout policy.
 - The reference model is the base model with LoRA adapters disabled, a frozen copy of the initial
   weights for full fine-tuning, and absent when beta = 0 (the KL metric is then None).
 - Learning-rate schedule: linear warm-up then constant (the paper does not state one).
@@ -185,28 +186,32 @@ def train_rl(
                 all_wrong_after_repair=all_wrong_groups(batch.rewards.correctness, G).sum(),
             )
 
-        engine.module.train()
         with timer("logprobs"):
             real = completion_mask(batch.completion_ids, policy.tokens.stop_ids)  # [B*G, L]
             hints = batch.hint_mask & real
             tally.add(completion_tokens=real.sum(), hint_tokens=hints.sum())
-            if config.p_mask_prompt == 0:  # identical masks in every inner iteration: compute once
-                old, entropy, ref = _old_and_reference(policy, reference, batch, batch.prompt_ids, micro)
-                tally.add(entropy_sum=(entropy * real).sum())
+            # d1's estimator: the mu prompt masks are drawn first and the old-policy, reference and entropy
+            # passes of every inner iteration run before any update (in eval mode: no dropout draw), so each
+            # iteration's ratio is against the rollout policy. Identical masks (p_mask_prompt = 0) share one pass.
+            engine.module.eval()
+            passes = []
+            for _ in range(config.mu):
+                if config.p_mask_prompt == 0 and passes:
+                    passes.append(passes[0])
+                    continue
+                prompt_ids = batch.prompt_ids
+                if config.p_mask_prompt > 0:  # one fresh prompt mask per iteration, shared by old/ref/current
+                    prompt_ids = mask_prompt(batch.prompt_ids, config.p_mask_prompt, policy.tokens.mask_id,
+                                             generators["mask"], batch.prompt_mask)
+                passes.append((prompt_ids, *_old_and_reference(policy, reference, batch, prompt_ids, micro)))
+            engine.module.train()
+            tally.add(entropy_sum=(passes[0][2] * real).sum())
 
         with timer("advantages"):
             advantages = group_advantages(batch.rewards.total, G, config.scale_rewards).to(device)  # [B*G]
             tally.add(zero_advantage_groups=zero_advantage_groups(batch.rewards.total, G).sum())
 
-        for iteration in range(config.mu):
-            prompt_ids = batch.prompt_ids
-            if config.p_mask_prompt > 0:  # one fresh prompt mask per iteration, shared by old/ref/current
-                with timer("logprobs"):
-                    prompt_ids = mask_prompt(batch.prompt_ids, config.p_mask_prompt, policy.tokens.mask_id,
-                                             generators["mask"], batch.prompt_mask)
-                    old, entropy, ref = _old_and_reference(policy, reference, batch, prompt_ids, micro)
-                    if iteration == 0:
-                        tally.add(entropy_sum=(entropy * real).sum())
+        for iteration, (prompt_ids, old, entropy, ref) in enumerate(passes):
             keep = loss_mask(real, hints, entropy_filter(entropy, hints, config.tau))  # [B*G, L]
             if iteration == 0:
                 tally.add(hint_tokens_kept=(keep & hints).sum())

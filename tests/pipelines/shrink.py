@@ -14,8 +14,9 @@ def shrunk_demo_config(rl_seed: int = 0) -> dict:
     config = yaml.safe_load((ROOT / "configs" / "demo_tiny_cpu.yaml").read_text())
     config = copy.deepcopy(config)
     steps = config["steps"]
-    steps["prepare_base_model"]["parameters"]["config"]["tiny"].update(num_layers=1, hidden_size=32, head_dim=8,
-                                                                        intermediate_size=64)
+    steps["prepare_base_model"]["parameters"]["config"]["tiny"].update(
+        num_layers=1, hidden_size=32, num_heads=4, head_dim=8, intermediate_size=64
+    )
     steps["ingest_datasets"]["parameters"]["config"]["demo"].update(num_train=24, num_test=8)
     steps["train_sft"]["parameters"]["config"].update(steps=6, batch_size=4, checkpoint={"every_steps": 3})
     for name in ("train_grpo", "train_igpo"):

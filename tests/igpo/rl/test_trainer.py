@@ -110,11 +110,48 @@ def test_old_and_reference_logprobs_are_computed_once_when_masks_are_identical(t
     if p_mask_prompt == 0:
         assert pattern == [False, False, True, True, True]  # old + ref once, then mu current passes
     else:
-        assert pattern == [False, False, True] * 3  # old + ref per inner iteration
+        # old + ref for each inner iteration's prompt mask, all before the first update (d1), then mu updates
+        assert pattern == [False, False] * 3 + [True] * 3
         for i in range(3):  # old, ref and current share the iteration's prompt mask; iterations differ
-            old, ref, current = (calls[3 * i + j][1] for j in range(3))
+            old, ref, current = calls[2 * i][1], calls[2 * i + 1][1], calls[6 + i][1]
             assert torch.equal(old, ref) and torch.equal(old, current)
-        assert not torch.equal(calls[0][1], calls[3][1])
+        assert not torch.equal(calls[0][1], calls[2][1])
+
+
+@pytest.mark.parametrize("p_mask_prompt", [0.0, 0.2])
+def test_every_inner_iteration_is_clipped_against_the_rollout_policy(tiny_tokenizer, toy_examples, monkeypatch,
+                                                                     p_mask_prompt):
+    """The ratio of inner iteration i > 0 compares the updated policy with the rollout policy, so it moves away
+    from 1 and clipping can act, whether or not the prompt is masked (it was exactly 1 with p_mask_prompt > 0
+    when old log-probs were recomputed after earlier updates)."""
+    gaps = []
+    original = trainer_module.policy_loss
+
+    def recording(log_probs, old_log_probs, *args, **kwargs):
+        gaps.append(float((log_probs.detach() - old_log_probs).abs().max()))
+        return original(log_probs, old_log_probs, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "policy_loss", recording)
+    lm = fresh_lm(tiny_tokenizer, 3)  # groups with reward variance under has_letter_e: the updates move the policy
+    train_rl(lm, toy_examples, _config(mu=3, micro_batch_size=8, learning_rate=5e-2, p_mask_prompt=p_mask_prompt),
+             correctness_fn=has_letter_e, progress=False)
+    assert len(gaps) == 3
+    assert gaps[0] < 1e-5  # the first iteration is on-policy
+    assert gaps[1] > 1e-3 and gaps[2] > 1e-3
+
+
+def test_no_grad_passes_run_in_eval_mode(tiny_lm, toy_examples, monkeypatch):
+    """With dropout (LoRA's, say) the old-policy pass must not be a dropout draw: no-grad passes in eval mode."""
+    modes = []
+    original = trainer_module.completion_logprobs
+
+    def recording(model, *args, **kwargs):
+        modes.append((torch.is_grad_enabled(), model.model.training))
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "completion_logprobs", recording)
+    train_rl(tiny_lm, toy_examples, _config(mu=2, beta=0.1, p_mask_prompt=0.2), progress=False)
+    assert modes and all(training == grad for grad, training in modes)
 
 
 def test_no_reference_model_is_held_when_beta_is_zero(tiny_lm, monkeypatch):
