@@ -37,10 +37,11 @@ def sft_loss(
     response_mask: torch.Tensor,  # [N, T] bool
     generator: torch.Generator,
     eps: float = 1e-3,
+    attention_mask: torch.Tensor | None = None,  # [N, T], 0 = left padding of the prompt (not attended to)
 ) -> torch.Tensor:
     """Masked-diffusion SFT loss of one batch (scalar), as in LLaDA's SFT recipe."""
     noisy, masked, p_mask = forward_process(input_ids, response_mask, model.tokens.mask_id, generator, eps)
-    logits = model.logits(noisy)  # [N, T, V]
+    logits = model.logits(noisy, attention_mask)  # [N, T, V]
     token_ce = F.cross_entropy(logits[masked].float(), input_ids[masked], reduction="none")  # [M]
     response_lengths = response_mask.sum(dim=1).clamp_min(1)  # [N]
     weights = 1.0 / (p_mask[:, None] * response_lengths[:, None]).expand_as(masked)[masked]  # [M]

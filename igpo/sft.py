@@ -107,12 +107,12 @@ def encode_pairs(
 
 def collate(
     pairs: EncodedPairs, indices: Sequence[int], eos_id: int, pad_id: int, pad_response_to: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch of pairs as (input_ids [N, T], response_mask [N, T]).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batch of pairs as (input_ids [N, T], response_mask [N, T], attention_mask [N, T]).
 
     Prompts are left-padded with ``pad_id`` to a common width so every response starts at the same column;
-    responses are right-padded with eos, which counts as response (LLaDA). Left padding is masked
-    neither in the input nor in the loss, matching how the sampler sees padded prompts.
+    responses are right-padded with eos, which counts as response (LLaDA). The left padding is masked out of
+    attention (``attention_mask`` 0), as the sampler and the RL log-probs mask it, and is never in the loss.
     """
     prompts = [pairs.prompt_ids[i] for i in indices]
     responses = [pairs.response_ids[i] for i in indices]
@@ -120,12 +120,14 @@ def collate(
     r = max(pad_response_to or 0, max(len(x) for x in responses))
     ids = torch.full((len(indices), p + r), eos_id, dtype=torch.long)
     response_mask = torch.zeros((len(indices), p + r), dtype=torch.bool)
+    attention_mask = torch.ones((len(indices), p + r), dtype=torch.long)
     for row, (prompt, response) in enumerate(zip(prompts, responses)):
         ids[row, : p - len(prompt)] = pad_id
+        attention_mask[row, : p - len(prompt)] = 0
         ids[row, p - len(prompt) : p] = torch.tensor(prompt)
         ids[row, p : p + len(response)] = torch.tensor(response)
         response_mask[row, p:] = True
-    return ids, response_mask
+    return ids, response_mask, attention_mask
 
 
 class SFTStepMetrics(BaseModel):
@@ -206,10 +208,12 @@ def train_sft(
         step_loss, step_tokens = 0.0, 0
         for lo in range(0, local, micro):
             rows = batch[lo : lo + micro]
-            input_ids, response_mask = collate(pairs, rows, tokens.eos_id, tokens.pad_id, config.pad_response_to)
-            input_ids, response_mask = input_ids.to(device), response_mask.to(device)
+            input_ids, response_mask, attention_mask = (
+                t.to(device) for t in collate(pairs, rows, tokens.eos_id, tokens.pad_id, config.pad_response_to)
+            )
             # sft_loss is a mean over its micro-batch; weight it so the update sees the rank-batch mean.
-            loss = sft_loss(policy, input_ids, response_mask, generators["mask"], config.eps) * (micro / local)
+            loss = sft_loss(policy, input_ids, response_mask, generators["mask"], config.eps, attention_mask)
+            loss = loss * (micro / local)
             engine.backward(loss, boundary=lo + micro >= local)
             step_loss += float(loss.detach())
             step_tokens += input_ids.numel()

@@ -39,10 +39,32 @@ def test_budget_drops_or_truncates_and_counts(tiny_tokenizer):
 def test_collate_aligns_responses_and_pads_with_eos(tiny_tokenizer):
     eos, pad = tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id
     pairs = encode_pairs(tiny_tokenizer, eos, ["a", "bbbb"], ["x", "yyy"], SFTConfig())
-    ids, response_mask = collate(pairs, [0, 1], eos, pad, pad_response_to=6)
+    ids, response_mask, attention_mask = collate(pairs, [0, 1], eos, pad, pad_response_to=6)
     p = max(len(x) for x in pairs.prompt_ids)
     assert ids.shape == (2, p + 6) and response_mask[:, p:].all() and not response_mask[:, :p].any()
     assert ids[0, 0] == pad and ids[0, p : p + 2].tolist() == pairs.response_ids[0] and (ids[0, p + 2 :] == eos).all()
+    # the left padding is not attended to, as in sampling and RL log-probs; everything else is
+    pads = p - len(pairs.prompt_ids[0])
+    assert attention_mask[0, :pads].eq(0).all() and attention_mask[0, pads:].eq(1).all() and attention_mask[1].eq(1).all()
+
+
+def test_sft_loss_of_a_padded_row_equals_the_row_alone(tiny_tokenizer):
+    """With the attention mask, a left-padded row's SFT loss is the loss of the same row without padding (eps
+    near 1 masks every response token, so both see the same noise whatever the batch width)."""
+    from igpo.diffusion import sft_loss
+
+    lm = _lm(tiny_tokenizer)
+    eos, pad = tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id
+    pairs = encode_pairs(tiny_tokenizer, eos, ["a", "bbbbbbb"], ["x+1", "yyy"], SFTConfig())
+    ids, response_mask, attention_mask = collate(pairs, [0, 1], eos, pad, pad_response_to=6)
+    alone_ids, alone_response, alone_attention = collate(pairs, [0], eos, pad, pad_response_to=6)
+    assert not attention_mask[0].all() and alone_attention.all()
+    with torch.no_grad():
+        padded = sft_loss(lm, ids[:1], response_mask[:1], torch.Generator().manual_seed(0), 1 - 1e-7, attention_mask[:1])
+        alone = sft_loss(lm, alone_ids, alone_response, torch.Generator().manual_seed(0), 1 - 1e-7, alone_attention)
+        ignored = sft_loss(lm, ids[:1], response_mask[:1], torch.Generator().manual_seed(0), 1 - 1e-7)
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(ignored, alone, atol=1e-5)
 
 
 class Crash(Exception):
