@@ -285,7 +285,7 @@ def _old_and_reference(
     for lo in range(0, prompt_ids.shape[0], micro):
         rows = slice(lo, lo + micro)
         args = (prompt_ids[rows], batch.completion_ids[rows], batch.prompt_mask[rows])
-        log_probs, ent = completion_logprobs(policy, *args)
+        log_probs, ent = completion_logprobs(policy, *args, with_entropy=True)
         old.append(log_probs)
         entropy.append(ent)
         if isinstance(reference, DiffusionLM):

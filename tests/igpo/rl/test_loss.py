@@ -130,7 +130,7 @@ def test_filtered_hint_positions_get_zero_gradient_through_the_model(tiny_lm):
     completion = torch.randint(10, 90, (2, 10), generator=generator)
     hint_mask = torch.zeros(2, 10, dtype=torch.bool)
     hint_mask[:, 3:9] = True
-    log_probs, entropy = completion_logprobs(tiny_lm, prompt, completion)
+    log_probs, entropy = completion_logprobs(tiny_lm, prompt, completion, with_entropy=True)
     log_probs.retain_grad()
     kept = entropy_filter(entropy.detach(), hint_mask, tau=0.34)
     mask = loss_mask(torch.ones_like(hint_mask), hint_mask, kept)
