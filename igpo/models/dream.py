@@ -445,16 +445,6 @@ class DreamModel(DreamPreTrainedModel):
         return CausalLMOutputWithPast(logits=logits, cache=cache)
 
 
-def register_dream() -> None:
-    """Map model_type ``Dream`` to these classes in transformers' Auto registries (idempotent), so
-    ``AutoConfig`` / ``AutoModel`` / ``AutoModelForCausalLM`` load a Dream directory without remote code."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
-
-    AutoConfig.register(DreamConfig.model_type, DreamConfig, exist_ok=True)
-    AutoModel.register(DreamConfig, DreamModel, exist_ok=True)
-    AutoModelForCausalLM.register(DreamConfig, DreamModel, exist_ok=True)
-
-
 # ------------------------------------------------------------------------------------------------ tokenizer
 
 

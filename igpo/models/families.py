@@ -28,14 +28,13 @@ class Family:
     model_class: type[PreTrainedModel]
     load_tokenizer: Callable[[str, str | None], Any]  # (name_or_path, revision) -> fast tokenizer
     logits_shift: int  # 1: position i is predicted by the output at i-1 (AR-initialised Dream)
-    checkpoints: tuple[str, ...]  # the hub checkpoints of the family this project targets
 
 
 FAMILIES = (
-    Family("LLaDA", LLaDAConfig, LLaDAModelLM, load_llada_tokenizer, 0,
-           ("GSAI-ML/LLaDA-8B-Base", "GSAI-ML/LLaDA-8B-Instruct", "GSAI-ML/LLaDA-1.5")),
-    Family("Dream", DreamConfig, DreamModel, load_dream_tokenizer, 1,
-           ("Dream-org/Dream-v0-Base-7B", "Dream-org/Dream-v0-Instruct-7B")),
+    # GSAI-ML/LLaDA-8B-Base, LLaDA-8B-Instruct, LLaDA-1.5
+    Family("LLaDA", LLaDAConfig, LLaDAModelLM, load_llada_tokenizer, 0),
+    # Dream-org/Dream-v0-Base-7B, Dream-v0-Instruct-7B
+    Family("Dream", DreamConfig, DreamModel, load_dream_tokenizer, 1),
 )
 # model_type (lower-cased: Dream's hub config says "Dream") -> family
 NATIVE_FAMILIES: dict[str, Family] = {f.config_class.model_type.lower(): f for f in FAMILIES}

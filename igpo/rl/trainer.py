@@ -194,16 +194,15 @@ def train_rl(
             # passes of every inner iteration run before any update (in eval mode: no dropout draw), so each
             # iteration's ratio is against the rollout policy. Identical masks (p_mask_prompt = 0) share one pass.
             engine.module.eval()
-            passes = []
-            for _ in range(config.mu):
-                if config.p_mask_prompt == 0 and passes:
-                    passes.append(passes[0])
-                    continue
-                prompt_ids = batch.prompt_ids
-                if config.p_mask_prompt > 0:  # one fresh prompt mask per iteration, shared by old/ref/current
+            if config.p_mask_prompt == 0:
+                passes = [(batch.prompt_ids, *_old_and_reference(policy, reference, batch, batch.prompt_ids, micro))]
+                passes *= config.mu
+            else:  # one fresh prompt mask per iteration, shared by its old, reference and current pass
+                passes = []
+                for _ in range(config.mu):
                     prompt_ids = mask_prompt(batch.prompt_ids, config.p_mask_prompt, policy.tokens.mask_id,
                                              generators["mask"], batch.prompt_mask)
-                passes.append((prompt_ids, *_old_and_reference(policy, reference, batch, prompt_ids, micro)))
+                    passes.append((prompt_ids, *_old_and_reference(policy, reference, batch, prompt_ids, micro)))
             engine.module.train()
             tally.add(entropy_sum=(passes[0][2] * real).sum())
 

@@ -14,6 +14,7 @@ import torch
 from igpo.evaluate import BenchmarkConfig
 from igpo.kv_cache import BlockKVCache, _ReusedLayer, cache_argument, check_kv_cache_support
 from igpo.models import DiffusionLM, wrap_model
+from igpo.models.dream import build_tiny_dream
 from igpo.models.tiny import TinyModelConfig, build_tiny_model
 from igpo.prompting import encode_prompts
 from igpo.sampler import SamplerConfig, generate
@@ -65,13 +66,25 @@ class ForwardLengths:
 # ------------------------------------------------------------------------------------------ cached forward
 
 
-@pytest.mark.parametrize("shift", [0, 1])
+def _model_under_test(name: str, tokenizer) -> DiffusionLM:
+    """Gemma-3 as it is or with Dream's shift forced on, and the two native families (Dream shifted by itself)."""
+    if name == "llada":
+        return wrap_model(build_tiny_model(tokenizer, TinyModelConfig(num_layers=2, hidden_size=32, head_dim=8,
+                                                                       intermediate_size=64)).eval(), tokenizer)
+    if name == "dream":
+        model = build_tiny_dream(tokenizer, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
+                                 num_kv_heads=2, max_position_embeddings=256, rope_theta=10_000.0)
+        return wrap_model(model.eval(), tokenizer)
+    return _lm(tokenizer, shift=1 if name == "gemma3-shifted" else 0)
+
+
+@pytest.mark.parametrize("model", ["gemma3", "gemma3-shifted", "llada", "dream"])
 @pytest.mark.parametrize("mode", MODES)
-def test_cached_forward_equals_full_forward_at_block_start(tiny_tokenizer, mode, shift):
+def test_cached_forward_equals_full_forward_at_block_start(tiny_tokenizer, mode, model):
     """Right after the refresh nothing is stale: the window against the cache gives the full forward's block
-    logits, with left-padded prompts, hints in the suffix, every block (the last one has no suffix), and a
-    Dream-like shifted model whose window starts one position before the block."""
-    lm = _lm(tiny_tokenizer, shift=shift)
+    logits, with left-padded prompts, hints in the suffix, every block (the last one has no suffix), and shifted
+    models (Dream, Gemma with the shift forced) whose window starts one position before the block."""
+    lm = _model_under_test(model, tiny_tokenizer)
     ids, mask = _padded(lm)
     n, p = ids.shape
     length, block = 12, 4

@@ -24,7 +24,6 @@ from igpo.models.dream import (
     DreamModel,
     build_tiny_dream,
     load_dream_tokenizer,
-    register_dream,
 )
 from igpo.tokens import SpecialTokens
 
@@ -384,8 +383,10 @@ def test_saved_tokenizer_reloads_without_remote_code(tokenizer, tmp_path):
 def test_registered_auto_classes_load_the_hub_layout_without_remote_code():
     from transformers import AutoConfig, AutoModel
 
-    register_dream()
-    register_dream()  # idempotent
+    from igpo.models.families import register_native_families
+
+    register_native_families()
+    register_native_families()  # idempotent
     assert isinstance(AutoConfig.from_pretrained(CHECKPOINT, trust_remote_code=False), DreamConfig)
     assert isinstance(AutoModel.from_pretrained(CHECKPOINT, trust_remote_code=False), DreamModel)
 

@@ -2,7 +2,8 @@
 (2 layers, width 32, the character tokenizer; Dream with grouped key/value heads and logits shifted by one):
 SFT (full and LoRA on named projections), IGPO and GRPO steps with inpainting, evaluation, checkpoint and
 model-directory round trips, exact resume of SFT and RL, the fast sampler modes with hints and left-padded
-prompts, and (slow) a 2-process DeepSpeed run. Invariants only: the models are untrained."""
+prompts (the cached forward against the full one: tests/igpo/test_fast_sampler.py), and (slow) a
+2-process DeepSpeed run. Invariants only: the models are untrained."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ import torch
 from igpo.checkpoint import CheckpointConfig, load_checkpoint, save_checkpoint
 from igpo.distributed import LoRAConfig, TrainEngine, apply_lora, is_peft
 from igpo.evaluate import BenchmarkConfig, EvalConfig, evaluate_model
-from igpo.kv_cache import BlockKVCache
 from igpo.models import DiffusionLM, ModelConfig, load_model_dir, save_model, wrap_model
 from igpo.models.dream import DreamModel, build_tiny_dream
 from igpo.models.llada import LLaDAModelLM, build_tiny_llada
@@ -122,13 +122,20 @@ def test_full_sft_trains_every_parameter_and_resumes_exactly(family, tiny_tokeni
     trained = _params(full.model)
     assert [n for n in start if torch.equal(start[n], trained[n])] == []
 
-    with pytest.raises(Crash):
-        train_sft(_lm(family, tiny_tokenizer), QUESTIONS, ANSWERS, config, progress=False,
-                  checkpoint_dir=tmp_path / "b", on_step=_crash_at(2))
-    resumed = _lm(family, tiny_tokenizer)
-    result = train_sft(resumed, QUESTIONS, ANSWERS, config, progress=False, checkpoint_dir=tmp_path / "b")
-    assert result.resumed_from == 2 and result.losses == expected.losses[2:]
+    resumed = _sft_crashed_at_2_then_resumed(family, tiny_tokenizer, config, tmp_path / "b", expected.losses)
     assert _equal(_params(resumed.model), trained)
+
+
+def _sft_crashed_at_2_then_resumed(family, tokenizer, config, checkpoint_dir, expected_losses) -> DiffusionLM:
+    """SFT of a fresh model killed after step 2, then resumed from its checkpoint by another fresh model: the
+    resumed run starts at step 2 and repeats the uninterrupted run's later losses exactly."""
+    with pytest.raises(Crash):
+        train_sft(_lm(family, tokenizer), QUESTIONS, ANSWERS, config, progress=False,
+                  checkpoint_dir=checkpoint_dir, on_step=_crash_at(2))
+    resumed = _lm(family, tokenizer)
+    result = train_sft(resumed, QUESTIONS, ANSWERS, config, progress=False, checkpoint_dir=checkpoint_dir)
+    assert result.resumed_from == 2 and result.losses == expected_losses[2:]
+    return resumed
 
 
 def _adapted(peft_model: torch.nn.Module) -> set[str]:
@@ -163,12 +170,7 @@ def test_lora_sft_on_named_targets_trains_only_adapters_and_resumes_exactly(fami
     model_dir = tmp_path / "a" / "step-00000003" / "model"
     assert (model_dir / "adapter_model.safetensors").is_file() and not (model_dir / "model.safetensors").exists()
 
-    with pytest.raises(Crash):
-        train_sft(_lm(family, tiny_tokenizer), QUESTIONS, ANSWERS, config, progress=False,
-                  checkpoint_dir=tmp_path / "b", on_step=_crash_at(2))
-    resumed = _lm(family, tiny_tokenizer)
-    result = train_sft(resumed, QUESTIONS, ANSWERS, config, progress=False, checkpoint_dir=tmp_path / "b")
-    assert result.resumed_from == 2 and result.losses == expected.losses[2:]
+    resumed = _sft_crashed_at_2_then_resumed(family, tiny_tokenizer, config, tmp_path / "b", expected.losses)
     assert _equal(_params(resumed.model), _params(full.model))
 
 
@@ -306,27 +308,6 @@ def test_checkpoint_and_model_directory_reload_to_identical_logits(family, tiny_
 
 
 # ------------------------------------------------------------------------------------------ fast sampler
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("mode", ["prefix", "dual"])
-def test_cached_forward_right_after_refresh_equals_the_full_forward(family, mode, tiny_tokenizer):
-    """Every block (the last has no suffix), left-padded prompts, hints in the suffix; Dream's window starts one
-    position before the block."""
-    lm = _lm(family, tiny_tokenizer)
-    ids, mask = _padded(lm)
-    n, p = ids.shape
-    length, block = 12, 4
-    hint_ids, hint_mask = _hints(n, length, tiny_tokenizer)
-    x = torch.cat([ids, torch.where(hint_mask, hint_ids, lm.tokens.mask_id)], 1)  # [N, P+L]
-    attention_mask = torch.cat([mask, torch.ones(n, length, dtype=torch.long)], 1)
-    cache = BlockKVCache(lm, mode, attention_mask)
-    with torch.no_grad():
-        for k in range(length // block):
-            lo, hi = p + k * block, p + (k + 1) * block
-            full = lm.logits(x, attention_mask, torch.arange(lo, hi))  # [N, block, V]
-            assert torch.equal(cache.refresh(x, lo, hi), full)
-            torch.testing.assert_close(cache.logits(x, lo, hi), full, atol=1e-5, rtol=1e-5)
 
 
 FAST = {
