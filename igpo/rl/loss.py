@@ -35,13 +35,27 @@ def entropy_filter(entropy: torch.Tensor, hint_mask: torch.Tensor, tau: float) -
     holds only for ``tau > 0`` (a short hint still teaches its most uncertain token); ``tau = 0`` keeps no hint
     position at all. entropy, hint_mask: [N, L].
     """
-    counts = hint_mask.sum(dim=1)  # [N]
-    least = 1 if tau > 0 else 0
-    k = torch.where(counts > 0, torch.clamp(torch.floor(tau * counts.double() + 1e-9).long(), min=least), 0)  # [N]
+    k = kept_hint_counts(hint_mask, tau)  # [N]
     scores = torch.where(hint_mask, entropy.float(), torch.full_like(entropy, -math.inf, dtype=torch.float))
     order = torch.argsort(scores, dim=1, descending=True, stable=True)  # [N, L]
     ranks = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
     return (ranks < k[:, None]) & hint_mask
+
+
+def kept_hint_counts(hint_mask: torch.Tensor, tau: float) -> torch.Tensor:
+    """[N]: how many hint positions of each sequence the entropy filter keeps, ``max(1, floor(tau * n))`` for
+    n > 0 hint positions (``floor(tau * n)`` when tau = 0, i.e. none). A count that needs no entropy, so the
+    normalisers of an update are known before the pass that computes the entropy. hint_mask: [N, L]."""
+    counts = hint_mask.sum(dim=1)  # [N]
+    least = 1 if tau > 0 else 0
+    return torch.where(counts > 0, torch.clamp(torch.floor(tau * counts.double() + 1e-9).long(), min=least), 0)
+
+
+def kept_counts(completion_mask: torch.Tensor, hint_mask: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens, sequences) the ``loss_mask`` of these sequences keeps, whatever the entropies: the loss
+    normalisers of an update. ``hint_mask`` must lie inside ``completion_mask``. Both [N, L]."""
+    per_row = (completion_mask & ~hint_mask).sum(dim=1) + kept_hint_counts(hint_mask, tau)  # [N]
+    return per_row.sum(), (per_row > 0).sum()
 
 
 def loss_mask(completion_mask: torch.Tensor, hint_mask: torch.Tensor, kept_hints: torch.Tensor) -> torch.Tensor:

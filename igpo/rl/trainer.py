@@ -20,7 +20,11 @@ Deviations from the paper and the reference run, all deliberate:
   for old, reference and current policy).
 - Old/reference/entropy passes run in eval mode before the first update of a rollout batch: once when
   p_mask_prompt = 0 (the masks of the inner iterations are identical), once per inner iteration's prompt mask
-  otherwise (d1: the mu masks are drawn up front), so every ratio is against the rollout policy.
+  otherwise (d1: the mu masks are drawn up front), so every ratio is against the rollout policy. With mu = 1
+  there is no separate old-policy pass: the gradient pass's own log-probs, detached, are the old ones (the
+  ratio is exactly 1 and only its gradient acts, as with a separate pass) and its entropies feed the filter,
+  so a step runs one forward fewer per micro-batch. That pass runs in train mode: with dropout the filter
+  reads the entropy of the same dropout draw the gradient sees, where mu > 1 reads an eval-mode pass.
 - The reference model is the base model with LoRA adapters disabled, a frozen copy of the initial
   weights for full fine-tuning, and absent when beta = 0 (the KL metric is then None).
 - Learning-rate schedule: linear warm-up then constant (the paper does not state one).
@@ -83,7 +87,7 @@ from igpo.models import DiffusionLM
 from igpo.progress import ProgressReporter
 from igpo.rl.advantages import group_advantages, zero_advantage_groups
 from igpo.rl.config import RLConfig
-from igpo.rl.loss import completion_mask, entropy_filter, loss_mask, policy_loss
+from igpo.rl.loss import completion_mask, entropy_filter, kept_counts, loss_mask, policy_loss
 from igpo.rl.metrics import PhaseTimer, RLStepMetrics, StepTally
 from igpo.rl.repair import REPAIR_STRATEGIES, Resampler, Scorer
 from igpo.rl.rewards import RewardFunction, all_wrong_groups, correctness_reward, score_completions
@@ -193,42 +197,51 @@ def train_rl(
             # d1's estimator: the mu prompt masks are drawn first and the old-policy, reference and entropy
             # passes of every inner iteration run before any update (in eval mode: no dropout draw), so each
             # iteration's ratio is against the rollout policy. Identical masks (p_mask_prompt = 0) share one pass.
+            # With mu = 1 the old policy is the current one: its log-probs and entropies come from the gradient
+            # pass itself (detached), one forward fewer per micro-batch; only the reference pass runs here.
             engine.module.eval()
+            with_old = config.mu > 1
             if config.p_mask_prompt == 0:
-                passes = [(batch.prompt_ids, *_old_and_reference(policy, reference, batch, batch.prompt_ids, micro))]
+                passes = [(batch.prompt_ids, *_old_and_reference(policy, reference, batch, batch.prompt_ids, micro,
+                                                                 with_old=with_old))]
                 passes *= config.mu
             else:  # one fresh prompt mask per iteration, shared by its old, reference and current pass
                 passes = []
                 for _ in range(config.mu):
                     prompt_ids = mask_prompt(batch.prompt_ids, config.p_mask_prompt, policy.tokens.mask_id,
                                              generators["mask"], batch.prompt_mask)
-                    passes.append((prompt_ids, *_old_and_reference(policy, reference, batch, prompt_ids, micro)))
+                    passes.append((prompt_ids, *_old_and_reference(policy, reference, batch, prompt_ids, micro,
+                                                                   with_old=with_old)))
             engine.module.train()
-            tally.add(entropy_sum=(passes[0][2] * real).sum())
 
         with timer("advantages"):
             advantages = group_advantages(batch.rewards.total, G, config.scale_rewards).to(device)  # [B*G]
             tally.add(zero_advantage_groups=zero_advantage_groups(batch.rewards.total, G).sum())
 
+        # The normalisers of an update are counts (the filter keeps k of each sequence's n hint positions), so
+        # they are known before a fused pass computes the entropy of its own micro-batch.
+        num_tokens, num_sequences = kept_counts(real, hints, config.tau)
         for iteration, (prompt_ids, old, entropy, ref) in enumerate(passes):
-            keep = loss_mask(real, hints, entropy_filter(entropy, hints, config.tau))  # [B*G, L]
-            if iteration == 0:
-                tally.add(hint_tokens_kept=(keep & hints).sum())
-            num_tokens, num_sequences = keep.sum(), keep.any(dim=1).sum()
             with timer("update"):
                 update_loss = 0.0
                 for lo in range(0, local_sequences, micro):
                     mb = slice(lo, lo + micro)
-                    log_probs, _ = completion_logprobs(
-                        policy, prompt_ids[mb], batch.completion_ids[mb], batch.prompt_mask[mb]
+                    log_probs, fresh_entropy = completion_logprobs(
+                        policy, prompt_ids[mb], batch.completion_ids[mb], batch.prompt_mask[mb],
+                        with_entropy=old is None,
                     )  # [micro, L], with grad
+                    old_mb = log_probs.detach() if old is None else old[mb]  # [micro, L]
+                    entropy_mb = fresh_entropy if old is None else entropy[mb]  # [micro, L]
+                    keep = loss_mask(real[mb], hints[mb], entropy_filter(entropy_mb, hints[mb], config.tau))
                     out = policy_loss(
-                        log_probs, old[mb], advantages[mb], keep[mb], config.eps_low, config.eps_high, config.beta,
+                        log_probs, old_mb, advantages[mb], keep, config.eps_low, config.eps_high, config.beta,
                         None if ref is None else ref[mb], config.ratio_level, num_tokens, num_sequences,
                     )
                     engine.backward(out.loss, boundary=lo + micro >= local_sequences)
                     update_loss += float(out.loss.detach())
                     tally.add(loss_tokens=out.tokens, kl_sum=out.kl_sum, clipped=out.clipped, clip_units=out.clip_units)
+                    if iteration == 0:  # the rollout policy's entropy and the filter's choice, once per step
+                        tally.add(entropy_sum=(entropy_mb * real[mb]).sum(), hint_tokens_kept=(keep & hints[mb]).sum())
                 tally.add(loss_sum=update_loss, updates=1)
 
         metrics = tally.metrics(step + 1, timer, engine.last_grad_norm, engine.learning_rate, reference is not None, device,
@@ -276,23 +289,25 @@ def _resampler(
 @torch.no_grad()
 def _old_and_reference(
     policy: DiffusionLM, reference: DiffusionLM | torch.nn.Module | None, batch: RolloutBatch, prompt_ids: torch.Tensor,
-    micro: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Old-policy log-probs and entropies [B*G, L], and reference log-probs (None without a reference),
-    in micro-batches. A peft module as ``reference`` means: the policy with its LoRA adapters disabled."""
+    micro: int, with_old: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Old-policy log-probs and entropies [B*G, L] (None unless ``with_old``), and reference log-probs (None
+    without a reference), in micro-batches. A peft module as ``reference`` means: the policy with its LoRA
+    adapters disabled."""
     old, entropy, ref = [], [], []
     for lo in range(0, prompt_ids.shape[0], micro):
         rows = slice(lo, lo + micro)
         args = (prompt_ids[rows], batch.completion_ids[rows], batch.prompt_mask[rows])
-        log_probs, ent = completion_logprobs(policy, *args, with_entropy=True)
-        old.append(log_probs)
-        entropy.append(ent)
+        if with_old:
+            log_probs, ent = completion_logprobs(policy, *args, with_entropy=True)
+            old.append(log_probs)
+            entropy.append(ent)
         if isinstance(reference, DiffusionLM):
             ref.append(completion_logprobs(reference, *args)[0])
         elif reference is not None:
             with reference.disable_adapter():
                 ref.append(completion_logprobs(policy, *args)[0])
-    return torch.cat(old), torch.cat(entropy), (torch.cat(ref) if ref else None)
+    return (torch.cat(old) if old else None), (torch.cat(entropy) if entropy else None), (torch.cat(ref) if ref else None)
 
 
 def _reference(model: DiffusionLM, config: RLConfig) -> DiffusionLM | torch.nn.Module | None:

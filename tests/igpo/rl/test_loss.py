@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from igpo.logprobs import completion_logprobs
-from igpo.rl.loss import completion_mask, entropy_filter, loss_mask, policy_loss
+from igpo.rl.loss import completion_mask, entropy_filter, kept_counts, loss_mask, policy_loss
 
 EOS, EOT = 1, 3
 
@@ -33,6 +33,19 @@ def test_entropy_filter_keeps_exactly_the_top_tau(tau):
         if k:
             top = entropy[row][hint_mask[row]].topk(k).values
             assert torch.equal(entropy[row][kept[row]].sort().values, top.sort().values)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.2, 0.5, 1.0])
+def test_kept_counts_equal_the_loss_mask_for_any_entropy(tau):
+    """The normalisers are counted before the entropy exists (fused gradient pass): they must equal what the
+    loss mask keeps whatever the entropies turn out to be."""
+    generator = torch.Generator().manual_seed(1)
+    real = torch.arange(30)[None, :] < torch.tensor([30, 12, 0, 25, 5])[:, None]  # [N, L], one empty row
+    hints = real & (torch.rand(5, 30, generator=generator) < 0.4)
+    tokens, sequences = kept_counts(real, hints, tau)
+    for _ in range(5):
+        keep = loss_mask(real, hints, entropy_filter(torch.rand(5, 30, generator=generator), hints, tau))
+        assert int(tokens) == int(keep.sum()) and int(sequences) == int(keep.any(dim=1).sum())
 
 
 def _toy_batch():

@@ -118,6 +118,35 @@ def test_old_and_reference_logprobs_are_computed_once_when_masks_are_identical(t
         assert not torch.equal(calls[0][1], calls[2][1])
 
 
+@pytest.mark.parametrize("beta", [0.0, 0.1])
+def test_with_one_inner_iteration_the_gradient_pass_is_the_old_pass(tiny_lm, toy_examples, monkeypatch, beta):
+    """mu = 1: no separate old-policy forward (the gradient pass, detached, gives the old log-probs and the
+    entropy), and the update equals the one computed with a separate old-policy pass."""
+    calls = []
+    original = trainer_module.completion_logprobs
+
+    def counting(model, *args, **kwargs):
+        calls.append(torch.is_grad_enabled())
+        return original(model, *args, **kwargs)
+
+    config = _config(mu=1, beta=beta, micro_batch_size=4, tau=0.5)
+    fused_lm = fresh_lm(tiny_lm.tokenizer, 3)  # groups with reward variance under has_letter_e
+    monkeypatch.setattr(trainer_module, "completion_logprobs", counting)
+    fused = train_rl(fused_lm, toy_examples, config, correctness_fn=has_letter_e, progress=False)
+    assert calls == ([False] * 2 if beta else []) + [True] * 2  # reference passes (if any), then the gradient passes
+
+    separate_lm = fresh_lm(tiny_lm.tokenizer, 3)
+    old_and_reference = trainer_module._old_and_reference
+    monkeypatch.setattr(trainer_module, "_old_and_reference",
+                        lambda *args, with_old=True: old_and_reference(*args, with_old=True))
+    separate = train_rl(separate_lm, toy_examples, config, correctness_fn=has_letter_e, progress=False)
+    assert fused.metrics[0].hint_tokens_kept == separate.metrics[0].hint_tokens_kept
+    assert fused.metrics[0].entropy == pytest.approx(separate.metrics[0].entropy, rel=1e-6)
+    assert fused.metrics[0].loss == pytest.approx(separate.metrics[0].loss, rel=1e-6, abs=1e-9)
+    for name, value in params(fused_lm.model).items():
+        torch.testing.assert_close(value, params(separate_lm.model)[name], rtol=0, atol=1e-7)
+
+
 @pytest.mark.parametrize("p_mask_prompt", [0.0, 0.2])
 def test_every_inner_iteration_is_clipped_against_the_rollout_policy(tiny_tokenizer, toy_examples, monkeypatch,
                                                                      p_mask_prompt):
