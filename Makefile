@@ -68,9 +68,13 @@ mlflow-ui: setup
 
 # Benchmarks (benchmarks/README.md). GPU: make bench BENCH_ARGS="--device cuda" DS_ACCELERATOR=cuda
 BENCH_ARGS ?=
+# The code an RL step's memory and log-prob passes are compared with (before the log-prob memory work).
+BEFORE_REV ?= e3f9779
+BEFORE_LABEL ?= before issue 15: an entropy in every log-prob pass, a separate old-policy pass at mu = 1
 bench: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/rollout_throughput.py $(BENCH_ARGS)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/train_step.py $(BENCH_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/train_step.py --compare $(BEFORE_REV) --compare-label "$(BEFORE_LABEL)"
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/igpo_effect.py --workers 2 $(BENCH_ARGS)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/igpo_effect.py --mode budget --workers 2 $(BENCH_ARGS)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/igpo_effect.py --mode rollouts --workers 2 $(BENCH_ARGS)
@@ -85,3 +89,11 @@ docker-stage: setup
 # (pipelines/dashboard.py); stop it with `.venv/bin/zenml logout --local`.
 dashboard: setup
 	$(PY) -m pipelines.dashboard
+
+# GPU acceptance check (benchmarks/gpu_check.py): a LLaDA-8B-shaped native model with random bf16 weights on one
+# GPU, rollout tokens/s, one IGPO and one SFT step (LoRA r=128), < 8 minutes; writes benchmarks/results/gpu_check.json.
+# GPU_CHECK_ARGS=--smoke runs the shrunk shape (on CPU when there is no GPU).
+GPU_CHECK_ARGS ?=
+.PHONY: gpu-check
+gpu-check: setup
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)

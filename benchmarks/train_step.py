@@ -20,13 +20,22 @@ backward) per second.
 
 from __future__ import annotations
 
+import argparse
 import copy
+import json
+import os
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+if os.environ.get("IGPO_CODE_ROOT"):  # a probe of another revision's igpo/ (see ``code_tree``)
+    sys.path.insert(0, os.environ["IGPO_CODE_ROOT"])
 
 from benchmarks import common
 
@@ -145,6 +154,167 @@ def bench_sft(
     }
 
 
+# ------------------------------------------------------------------------- one RL step per code revision
+# Each probe runs in a fresh process (so its peak RSS is its own) against a chosen revision's igpo/ package:
+# ``--compare REV`` measures REV and the working tree in one run, same settings, same machine.
+
+LLADA_VOCAB = 126_464  # LLaDA-8B's vocabulary: at this size the [micro, L, V] float32 tensors of the
+# log-prob passes (259 MB at micro-batch 8, L = 64) dominate an RL step's memory, as on the real model.
+PROBE_LLADA = {"d_model": 128, "n_heads": 4, "n_layers": 2, "mlp_hidden_size": 512}
+
+
+def probe_model(name: str) -> Any:
+    """'tiny': the benchmarks' tiny model; 'llada-vocab': the native LLaDA class, 2 layers, d = 128, LLaDA's real 126,464-token vocabulary (about 33M
+    parameters, almost all embedding and LM head; the character tokenizer drives it), random weights; or a
+    model directory."""
+    import torch
+
+    from igpo.models import load_model_dir, wrap_model
+    from igpo.models.llada import LLaDAModelLM, build_tiny_llada
+    from igpo.models.tiny import build_tiny_tokenizer
+
+    if name == "tiny":
+        return common.build_model("tiny", "cpu")
+    if name != "llada-vocab":
+        return load_model_dir(name, "cpu")
+    tokenizer = build_tiny_tokenizer()
+    config = build_tiny_llada(tokenizer, **PROBE_LLADA).config
+    config.vocab_size = config.embedding_size = LLADA_VOCAB
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = LLaDAModelLM(config).eval()
+    return wrap_model(model, tokenizer)
+
+
+def run_probe(spec: dict[str, Any]) -> dict[str, Any]:
+    """One ``train_rl`` call as ``spec`` says, in this process: peak RSS rise, log-prob passes per step (with and
+    without gradient), model forwards per step, phase seconds of the steps after the first."""
+    import torch
+
+    import igpo
+    from igpo.rl import trainer
+    from igpo.rl.config import RLConfig
+    from igpo.sampler import SamplerConfig
+
+    lm = probe_model(spec["model"])
+    passes = {"no_grad": 0, "grad": 0}
+    original = trainer.completion_logprobs
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        passes["grad" if torch.is_grad_enabled() else "no_grad"] += 1
+        return original(*args, **kwargs)
+
+    trainer.completion_logprobs = counting
+    forwards = [0]
+    lm.model.register_forward_hook(lambda *_: forwards.__setitem__(0, forwards[0] + 1))
+    config = RLConfig(
+        algorithm=spec["algorithm"], steps=spec["steps"], batch_size=spec["batch_size"], group_size=spec["group_size"],
+        micro_batch_size=spec["micro_batch_size"], mu=spec["mu"], beta=spec["beta"], learning_rate=1e-5,
+        s_min=3, s_max=6, seed=0,
+        rollout=SamplerConfig(gen_length=spec["gen_length"], block_length=spec["block_length"],
+                              steps=spec["gen_length"] // 2, temperature=spec["temperature"]),
+    )
+    rows = demo_rows(num_steps=3, count=256)
+    with common.PeakMemory("cpu") as memory:
+        result = trainer.train_rl(lm, rows, config, progress=False)
+    steps = len(result.metrics)
+    timed = result.metrics[1:] or result.metrics
+    return {
+        "igpo_package": str(Path(igpo.__file__).parent),
+        "peak_rise_mib": memory.as_dict()["rise_mib"],
+        "logprob_passes_per_step": {k: v / steps for k, v in passes.items()},
+        "model_forwards_per_step": forwards[0] / steps,
+        "phase_seconds": {p: sum(getattr(m.seconds, p) for m in timed) / len(timed) for p in PHASES},
+        "all_wrong_fraction": sum(m.all_wrong_fraction for m in timed) / len(timed),
+    }
+
+
+def code_tree(rev: str, into: Path) -> tuple[Path, str]:
+    """``rev``'s igpo/ package extracted under ``into`` (git archive), and the revision's short hash."""
+    short = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], check=True, capture_output=True,
+                           text=True).stdout.strip()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "igpo"], check=True, capture_output=True).stdout
+    target = into / short
+    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    return target, short
+
+
+def probe(spec: dict[str, Any], code_root: Path | None) -> dict[str, Any]:
+    """``run_probe(spec)`` in a fresh process, importing igpo/ from ``code_root`` (None: this tree)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(spec.get("threads", 1)))
+    env.pop("IGPO_CODE_ROOT", None)
+    if code_root is not None:
+        env["IGPO_CODE_ROOT"] = str(code_root)
+    done = subprocess.run([sys.executable, __file__, "--probe", json.dumps(spec)], env=env, capture_output=True,
+                          text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"probe {spec} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_revisions(rev: str, quick: bool) -> list[dict[str, Any]]:
+    """GRPO steps with mu = 1 and mu = 2 (beta > 0: a reference pass too) on the LLaDA-vocabulary model, for
+    ``rev``'s code and this tree's."""
+    base = {"model": "llada-vocab", "algorithm": "grpo", "batch_size": 2, "group_size": 8, "micro_batch_size": 8,
+            "beta": 0.01, "gen_length": 16 if quick else 64, "block_length": 8, "temperature": 1.2,
+            "steps": 1 if quick else 2}
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        old_root, short = code_tree(rev, Path(tmp))
+        for mu in (1,) if quick else (1, 2):
+            for label, root in ((short, old_root), ("this tree", None)):
+                spec = base | {"mu": mu}
+                entry = {"code": label, **spec, **probe(spec, root)}
+                out.append(entry)
+                print(f"  {label} mu={mu}: peak +{entry['peak_rise_mib']:.0f} MiB, log-prob passes/step "
+                      f"{entry['logprob_passes_per_step']}", flush=True)
+    return out
+
+
+def compare_revisions(args: Any) -> dict[str, Any]:
+    """The ``--compare REV`` run: ``bench_revisions`` with the machine and command, as JSON and markdown."""
+    info = common.machine_info("cpu")
+    print(common.machine_line(info), flush=True)
+    began = time.perf_counter()
+    entries = bench_revisions(args.compare, args.quick)
+    payload = {"benchmark": "rl_step_revisions", "machine": info, "command": common.command_line(),
+               "quick": args.quick, "compared": {"rev": args.compare, "label": args.compare_label}, "probes": entries, "seconds": time.perf_counter() - began}
+    markdown = revisions_markdown(payload)
+    common.write_results(args.out, "rl_step_revisions", payload, markdown)
+    print(markdown)
+    return payload
+
+
+def revisions_markdown(payload: dict[str, Any]) -> str:
+    entries, info = payload["probes"], payload["machine"]
+    table = common.markdown_table(
+        ["code", "mu", "peak RSS rise MiB", "log-prob passes/step (no grad + grad)", "model forwards/step",
+         "logprobs s", "update s"],
+        [
+            [e["code"], e["mu"], f"{e['peak_rise_mib']:.0f}",
+             f"{e['logprob_passes_per_step']['no_grad']:g} + {e['logprob_passes_per_step']['grad']:g}",
+             f"{e['model_forwards_per_step']:g}", f"{e['phase_seconds']['logprobs']:.2f}",
+             f"{e['phase_seconds']['update']:.2f}"]
+            for e in entries
+        ],
+    )
+    first, compared = entries[0], payload.get("compared", {})
+    label = f" ({compared['label']})" if compared.get("label") else ""
+    return (
+        f"# One RL step, two code revisions\n\nMachine: {common.machine_line(info)}\n\nCommand: "
+        f"`{payload['command']}`\n\n{table}\n\n`{first['code']}` is the revision compared with{label}. GRPO, B = {first['batch_size']} x G = {first['group_size']}, "
+        f"micro-batch {first['micro_batch_size']}, L = {first['gen_length']}, block {first['block_length']}, "
+        f"beta = {first['beta']}, {first['steps']} step(s) per run ({'' if first['steps'] > 1 else 'no '}warm-up "
+        "step excluded from the seconds); the native LLaDA class, 2 layers, d = 128, LLaDA's 126,464-token "
+        "vocabulary, random weights, float32. Each row is a fresh process: peak RSS rise over the whole "
+        "train_rl call (rollouts, AdamW state, gradients and the reference copy included); log-prob passes = "
+        "completion_logprobs calls per step (each one model forward over a micro-batch); model forwards include "
+        "the rollouts'. The seconds are single runs on a shared machine (the load average is in the machine "
+        "line): read the passes and the memory, not small time differences.\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument(
@@ -173,8 +343,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--dtype", default=None, help="float32 or bfloat16 (default: float32 on CPU, bfloat16 on CUDA)"
     )
+    parser.add_argument(
+        "--compare", default=None, metavar="REV",
+        help="instead: one RL step's peak memory, log-prob passes and phase seconds with REV's igpo/ and with "
+        "this tree's (each in a fresh process), written to rl_step_revisions.{json,md}",
+    )
+    parser.add_argument("--compare-label", default="", help="what the --compare revision is, for the result file")
+    parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)  # internal: one run_probe, JSON out
     args = parser.parse_args(argv)
     common.set_threads(args.threads)
+    if args.probe:
+        print(json.dumps(run_probe(json.loads(args.probe))))
+        return {}
+    if args.compare:
+        return compare_revisions(args)
     from igpo.models import DTYPES, load_model_dir
 
     device = common.resolve_device(args.device)

@@ -24,3 +24,21 @@ def test_readme_quotes_the_demo_results_file():
 def test_the_makefile_writes_the_file_the_readme_quotes():
     makefile = (ROOT / "Makefile").read_text()
     assert f"pipelines.show_results --out {DEMO_RESULTS.relative_to(ROOT)}" in makefile
+
+
+def test_readme_performance_section_is_the_one_rendered_from_the_results(tmp_path):
+    """The Performance section is benchmarks/summarize.py's rendering of the committed results files, verbatim."""
+    import shutil
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import summarize
+
+    results = ROOT / "benchmarks" / "results"
+    for path in results.glob("*.*"):
+        shutil.copy(path, tmp_path / path.name)
+    rendered = summarize.main(["--results", str(tmp_path)])
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("## Performance")
+    assert readme[start : start + len(rendered)] == rendered
+    assert rendered == (results / "summary.md").read_text()
