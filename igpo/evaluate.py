@@ -7,6 +7,7 @@ function the RL reward calls, so training and evaluation can never disagree on w
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -35,6 +36,12 @@ class BenchmarkConfig(StrictConfig):
         description="Generation settings; temperature 0 is greedy.",
     )
     limit: int | None = Field(None, ge=1, description="Score only the first N questions (quick runs); None = all.")
+    subsets_by: str | None = Field(
+        None,
+        min_length=1,
+        description="Also score the questions of each value of this key of the rows' metadata JSON separately, as "
+        "benchmark '<name>/<value>' (the demo task's 'difficulty': easy and hard). Every row must have the key.",
+    )
 
     @model_validator(mode="after")
     def _greedy_needs_one_sample(self) -> BenchmarkConfig:
@@ -87,13 +94,30 @@ def evaluate_model(
                 "model": model_name, "benchmark": bench.name, "id": qid, "sample": k // max(len(table), 1),
                 "prompt": q, "completion": c, "extracted_answer": extract_answer(c), "gold": g, "correct": ok,
             })
-        score = sum(correct) / max(len(correct), 1)
-        score_rows.append({
-            "model": model_name, "benchmark": bench.name, "metric": bench.metric, "score": score,
-            "n_questions": len(table), "n_samples": bench.samples, "seconds": seconds,
-        })
-        log.info("%s on %s: %s = %.3f (%d questions)", model_name, bench.name, bench.metric, score, len(table))
+        for name, chosen in _subsets(bench, table):
+            kept = [ok for ok, keep in zip(correct, chosen * bench.samples) if keep]
+            score = sum(kept) / max(len(kept), 1)
+            score_rows.append({
+                "model": model_name, "benchmark": name, "metric": bench.metric, "score": score,
+                "n_questions": sum(chosen), "n_samples": bench.samples, "seconds": seconds,
+            })
+            log.info("%s on %s: %s = %.3f (%d questions)", model_name, name, bench.metric, score, sum(chosen))
     return pd.DataFrame(score_rows), pd.DataFrame(sample_rows)
+
+
+def _subsets(bench: BenchmarkConfig, table: pd.DataFrame) -> list[tuple[str, list[bool]]]:
+    """(benchmark name, which questions) of the whole table, then of each ``subsets_by`` value in sorted order."""
+    everything = [(bench.name, [True] * len(table))]
+    if bench.subsets_by is None:
+        return everything
+    key = bench.subsets_by
+    values = []
+    for index, raw in enumerate(table["metadata"] if "metadata" in table else [None] * len(table)):
+        metadata = json.loads(raw) if isinstance(raw, str) and raw else {}
+        if key not in metadata:
+            raise ValueError(f"benchmark {bench.name}: subsets_by={key!r} but row {index} has no metadata key {key!r}")
+        values.append(str(metadata[key]))
+    return everything + [(f"{bench.name}/{v}", [x == v for x in values]) for v in sorted(set(values))]
 
 
 def _generate_all(

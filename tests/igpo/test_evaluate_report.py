@@ -21,6 +21,28 @@ def test_evaluate_scores_match_per_sample_correctness(tiny_lm):
     assert set(samples.columns) >= {"prompt", "completion", "extracted_answer", "gold", "correct"}
 
 
+def test_subsets_are_scored_separately_by_a_metadata_key(tiny_lm, monkeypatch):
+    import igpo.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module, "is_correct", lambda completion, gold: gold in {"2", "6"})
+    table = pd.DataFrame({
+        "id": ["a", "b", "c", "d"], "question": ["1+1", "2+2", "3+3", "4+4"], "answer": ["2", "4", "6", "6"],
+        "metadata": ['{"difficulty": "easy"}', '{"difficulty": "hard"}', '{"difficulty": "easy"}',
+                     '{"difficulty": "hard"}'],
+    })
+    sampler = SamplerConfig(gen_length=8, block_length=4, steps=4, temperature=1.0)
+    bench = BenchmarkConfig(name="toy", samples=2, sampler=sampler, subsets_by="difficulty")
+    scores, samples = evaluate_model(tiny_lm, {"toy": table}, EvalConfig(benchmarks=(bench,)), "m", progress=False)
+    by_name = scores.set_index("benchmark")
+    assert list(by_name.index) == ["toy", "toy/easy", "toy/hard"]
+    assert by_name["score"].tolist() == [0.75, 1.0, 0.5]  # 6/8 samples; easy: 4/4; hard: 2/4
+    assert by_name["n_questions"].tolist() == [4, 2, 2] and len(samples) == 8
+
+    table.loc[1, "metadata"] = "{}"
+    with pytest.raises(ValueError, match="row 1 has no metadata key 'difficulty'"):
+        evaluate_model(tiny_lm, {"toy": table}, EvalConfig(benchmarks=(bench,)), "m", progress=False)
+
+
 def test_greedy_with_many_samples_is_rejected():
     with pytest.raises(ValueError, match="greedy"):
         BenchmarkConfig(name="x", samples=4, sampler=SamplerConfig(gen_length=8, block_length=4, steps=4))
