@@ -145,6 +145,16 @@ class BlockKVCache:
             self._kv_mask = torch.cat([m[:, :start], m[:, end:], m[:, start:end]], dim=1)  # the keys' order
         return logits
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep the cache of ``rows`` only ([N] bool, or indices into the current batch): rows that finished
+        generating leave the batch, and the next forward runs on the others."""
+        if self.attention_mask is not None:
+            self.attention_mask = self.attention_mask[rows]
+        if self._kv_mask is not None:
+            self._kv_mask = self._kv_mask[rows]
+        for layer in self._cache.layers if self._cache is not None else []:
+            layer.keys, layer.values = layer.keys[rows], layer.values[rows]
+
     def logits(self, x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         """Block logits [N, block, V] from the window of x alone, attending to the cached keys/values."""
         start, end = self._window

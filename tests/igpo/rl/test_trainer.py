@@ -70,7 +70,7 @@ def test_interrupted_run_resumes_to_the_same_parameters(tiny_tokenizer, toy_exam
         steps=4, mu=2, beta=0.05, p_mask_prompt=0.2, micro_batch_size=4, eta_low=0.5, eta_high=0.9,
         checkpoint=CheckpointConfig(every_steps=2, keep_last=None),
     )
-    SEED = 3  # an untrained model whose groups are all wrong in 3 of the 4 steps, so repairs happen throughout
+    SEED = 25  # an untrained model with all-wrong groups in every step, so repairs happen throughout
     reference_lm = fresh_lm(tiny_tokenizer, SEED)
     full = train_rl(reference_lm, toy_examples, config, correctness_fn=has_letter_e, progress=False,
                     checkpoint_dir=str(tmp_path / "uninterrupted"))
@@ -143,6 +143,8 @@ def test_with_one_inner_iteration_the_gradient_pass_is_the_old_pass(tiny_lm, toy
     assert fused.metrics[0].hint_tokens_kept == separate.metrics[0].hint_tokens_kept
     assert fused.metrics[0].entropy == pytest.approx(separate.metrics[0].entropy, rel=1e-6)
     assert fused.metrics[0].loss == pytest.approx(separate.metrics[0].loss, rel=1e-6, abs=1e-9)
+    start = params(fresh_lm(tiny_lm.tokenizer, 3).model)
+    assert any(not torch.equal(value, start[name]) for name, value in params(fused_lm.model).items())  # it trained
     for name, value in params(fused_lm.model).items():
         torch.testing.assert_close(value, params(separate_lm.model)[name], rtol=0, atol=1e-7)
 
