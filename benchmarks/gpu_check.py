@@ -28,8 +28,7 @@ Measurements (settings in the JSON):
 2. One IGPO step (``igpo.rl.trainer.train_rl``, algorithm igpo): B = 8 demo-task prompts x G = 8, prompts
    padded to about ``--prompt-length`` tokens by an instruction of filler text, LoRA r = 128 (alpha 64, every
    linear layer of the blocks), micro-batch 8, mu = 1, beta = 0.01 (reference = the base with adapters
-   disabled), gradient checkpointing (RLConfig has no switch for it: ``activation_checkpointing_enable()`` on
-   the model, non-reentrant, before the trainer wraps it), rollouts at T = 1.2 with ``--rl-rollout-steps``
+   disabled), ``gradient_checkpointing: true`` (igpo.models.recompute, non-reentrant), rollouts at T = 1.2 with ``--rl-rollout-steps``
    (32, i.e. L/8, to keep the run short; the rollout speed is item 1). Random weights get every group wrong, so
    IGPO's repair runs an inpainting rollout for every group (its worst case). Phase seconds are the trainer's
    ``RLStepMetrics.seconds``; this single step includes first-backward overheads.
@@ -250,17 +249,9 @@ def filler_instruction(lm: Any, rows: list[dict[str, Any]], prompt_length: int) 
     return (words * (need // len(words) + 1))[:need]
 
 
-def checkpointing_on(lm: Any) -> int:
-    """Turn on non-reentrant activation checkpointing of every block; returns how many blocks have it."""
-    if hasattr(lm.model, "activation_checkpointing_enable"):
-        lm.model.activation_checkpointing_enable({"use_reentrant": False})
-    else:
-        lm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return sum(bool(getattr(block, "gradient_checkpointing", False)) for block in lm.model.model.transformer.blocks)
-
-
 def bench_igpo_step(lm: Any, rows: list[dict[str, Any]], instruction: str, args: Any, device: str) -> dict[str, Any]:
     from igpo.distributed import LoRAConfig
+    from igpo.models.recompute import recomputed_blocks
     from igpo.rl.config import RLConfig
     from igpo.rl.trainer import train_rl
     from igpo.sampler import SamplerConfig
@@ -269,10 +260,10 @@ def bench_igpo_step(lm: Any, rows: list[dict[str, Any]], instruction: str, args:
         algorithm="igpo", steps=1, batch_size=args.batch_size, group_size=args.group_size,
         micro_batch_size=args.micro_batch, mu=1, beta=0.01, learning_rate=1e-6,
         lora=LoRAConfig(r=args.lora_r, alpha=64), instruction=instruction, progress="off", seed=args.seed,
+        gradient_checkpointing=True,
         rollout=SamplerConfig(gen_length=args.gen_length, block_length=args.block_length,
                               steps=args.rl_rollout_steps, temperature=1.2),
     )
-    blocks = checkpointing_on(lm)
     with common.PeakMemory(device) as memory:
         result = train_rl(lm, rows, config, progress=False)
     m = result.metrics[0]
@@ -282,7 +273,7 @@ def bench_igpo_step(lm: Any, rows: list[dict[str, Any]], instruction: str, args:
           + f"), peak {memory.as_dict()['peak_mib'] / 1024:.1f} GiB", flush=True)
     return {
         "config": config.model_dump(mode="json"),
-        "checkpointed_blocks": blocks,
+        "checkpointed_blocks": recomputed_blocks(lm.model),
         "phase_seconds": phases,
         "step_seconds": sum(phases.values()),
         "all_wrong_fraction": m.all_wrong_fraction,
@@ -301,14 +292,15 @@ def bench_igpo_step(lm: Any, rows: list[dict[str, Any]], instruction: str, args:
 
 def bench_sft_step(lm: Any, rows: list[dict[str, Any]], instruction: str, args: Any, device: str) -> dict[str, Any]:
     from igpo.distributed import LoRAConfig
+    from igpo.models.recompute import recomputed_blocks
     from igpo.sft import SFTConfig, train_sft
 
     config = SFTConfig(
         steps=1, batch_size=args.sft_batch, micro_batch_size=args.micro_batch, learning_rate=1e-5,
         max_response_tokens=args.gen_length, over_budget="truncate", pad_response_to=args.gen_length,
         lora=LoRAConfig(r=args.lora_r, alpha=64), instruction=instruction, progress="off", seed=args.seed,
+        gradient_checkpointing=True,
     )
-    blocks = checkpointing_on(lm)
     metrics: list[Any] = []
     with common.PeakMemory(device) as memory:
         train_sft(lm, [r["question"] for r in rows], [r["reasoning"] for r in rows], config, progress=False,
@@ -318,7 +310,7 @@ def bench_sft_step(lm: Any, rows: list[dict[str, Any]], instruction: str, args: 
           flush=True)
     return {
         "config": config.model_dump(mode="json"),
-        "checkpointed_blocks": blocks,
+        "checkpointed_blocks": recomputed_blocks(lm.model),
         "phase_seconds": {"step": m.seconds},
         "tokens": m.tokens,
         "tokens_per_second": m.tokens / m.seconds,

@@ -37,6 +37,7 @@ from igpo.distributed import (
     world_size,
 )
 from igpo.models import DiffusionLM
+from igpo.models.recompute import enable_recompute
 from igpo.progress import ProgressReporter
 from igpo.prompting import format_prompt
 from igpo.train_config import TrainingRunConfig
@@ -184,6 +185,8 @@ def train_sft(
     micro = config.micro_batch_size or local
     if local % micro:
         raise ValueError(f"micro_batch_size ({micro}) must divide the {local} sequences each rank trains on per step")
+    if config.gradient_checkpointing:
+        enable_recompute(model.model)
     if config.lora is not None:
         model.model = apply_lora(model.model, config.lora)
     engine = TrainEngine.from_config(model.model, config, local // micro, micro)

@@ -22,6 +22,11 @@ class TrainingRunConfig(StrictConfig):
         None, description="DeepSpeed JSON path (or dict) for multi-process ZeRO training; None = plain torch, one process."
     )
     checkpoint: CheckpointConfig = Field(CheckpointConfig(), description="Checkpoint cadence and resume.")
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute each transformer block's activations in the backward pass instead of storing them "
+        "(igpo.models.recompute): much less activation memory for about one more forward of compute.",
+    )
     max_nonfinite_in_a_row: int = Field(
         3, ge=1, description="Updates with a non-finite loss or gradient are skipped; stop after this many in a row."
     )

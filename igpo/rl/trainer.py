@@ -84,6 +84,7 @@ from igpo.distributed import (
 )
 from igpo.logprobs import completion_logprobs, mask_prompt
 from igpo.models import DiffusionLM
+from igpo.models.recompute import enable_recompute
 from igpo.progress import ProgressReporter
 from igpo.rl.advantages import group_advantages, zero_advantage_groups
 from igpo.rl.config import RLConfig
@@ -128,6 +129,8 @@ def train_rl(
     G, world = config.group_size, world_size()
     local_sequences, micro = _batch_shape(config, world)
     _check_examples(examples, config)
+    if config.gradient_checkpointing:
+        enable_recompute(model.model)
     if config.lora is not None:
         model.model = apply_lora(model.model, config.lora)
     reference = _reference(model, config)
