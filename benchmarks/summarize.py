@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> str:
         ("rollout_throughput", rollout_section),
         ("train_step", train_section),
         ("rl_step_revisions", comparison_section("One RL step's memory and log-prob passes, two code revisions")),
+        ("rl_step_revisions_demo", comparison_section("An RL step on the demo model by phase, two code revisions")),
         ("igpo_effect", effect_section),
         ("dynamic_sampling", comparison_section("GRPO vs IGPO vs dynamic sampling at an equal sampling budget")),
         ("fast_rollouts_rl", comparison_section("RL with fast vs exact rollouts")),

@@ -187,14 +187,15 @@ def probe_model(name: str) -> Any:
 
 
 def run_probe(spec: dict[str, Any]) -> dict[str, Any]:
-    """One ``train_rl`` call as ``spec`` says, in this process: peak RSS rise, log-prob passes per step (with and
-    without gradient), model forwards per step, phase seconds of the steps after the first."""
+    """One ``train_rl`` call as ``spec`` says, in this process: ``spec["rl"]`` holds the ``RLConfig`` fields,
+    ``spec["rows_file"]`` the prompts (JSON), ``spec["model"]`` the model (``probe_model``). Returns the peak RSS
+    rise, log-prob passes per step (with and without gradient), model forwards per step, and the phase seconds
+    of the steps after the first."""
     import torch
 
     import igpo
     from igpo.rl import trainer
     from igpo.rl.config import RLConfig
-    from igpo.sampler import SamplerConfig
 
     lm = probe_model(spec["model"])
     passes = {"no_grad": 0, "grad": 0}
@@ -207,14 +208,8 @@ def run_probe(spec: dict[str, Any]) -> dict[str, Any]:
     trainer.completion_logprobs = counting
     forwards = [0]
     lm.model.register_forward_hook(lambda *_: forwards.__setitem__(0, forwards[0] + 1))
-    config = RLConfig(
-        algorithm=spec["algorithm"], steps=spec["steps"], batch_size=spec["batch_size"], group_size=spec["group_size"],
-        micro_batch_size=spec["micro_batch_size"], mu=spec["mu"], beta=spec["beta"], learning_rate=1e-5,
-        s_min=3, s_max=6, seed=0,
-        rollout=SamplerConfig(gen_length=spec["gen_length"], block_length=spec["block_length"],
-                              steps=spec["gen_length"] // 2, temperature=spec["temperature"]),
-    )
-    rows = demo_rows(num_steps=3, count=256)
+    config = RLConfig(**spec["rl"])
+    rows = json.loads(Path(spec["rows_file"]).read_text())
     with common.PeakMemory("cpu") as memory:
         result = trainer.train_rl(lm, rows, config, progress=False)
     steps = len(result.metrics)
@@ -225,7 +220,9 @@ def run_probe(spec: dict[str, Any]) -> dict[str, Any]:
         "logprob_passes_per_step": {k: v / steps for k, v in passes.items()},
         "model_forwards_per_step": forwards[0] / steps,
         "phase_seconds": {p: sum(getattr(m.seconds, p) for m in timed) / len(timed) for p in PHASES},
+        "step_seconds": sum(sum(getattr(m.seconds, p) for p in PHASES) for m in timed) / len(timed),
         "all_wrong_fraction": sum(m.all_wrong_fraction for m in timed) / len(timed),
+        "completion_length": sum(m.completion_length for m in timed) / len(timed),
     }
 
 
@@ -253,35 +250,55 @@ def probe(spec: dict[str, Any], code_root: Path | None) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench_revisions(rev: str, quick: bool) -> list[dict[str, Any]]:
-    """GRPO steps with mu = 1 and mu = 2 (beta > 0: a reference pass too) on the LLaDA-vocabulary model, for
-    ``rev``'s code and this tree's."""
-    base = {"model": "llada-vocab", "algorithm": "grpo", "batch_size": 2, "group_size": 8, "micro_batch_size": 8,
-            "beta": 0.01, "gen_length": 16 if quick else 64, "block_length": 8, "temperature": 1.2,
-            "steps": 1 if quick else 2}
+def revision_specs(model: str, quick: bool, rows_file: Path) -> list[dict[str, Any]]:
+    """What ``--compare`` runs. 'llada-vocab': GRPO with mu = 1 and 2 (beta > 0: a reference pass too), the
+    memory view. 'demo' or a model directory: GRPO and IGPO with the demo's RL config and prompts, the time view."""
+    if model == "llada-vocab":
+        rows_file.write_text(json.dumps(demo_rows(num_steps=3, count=256)))
+        rollout = {"gen_length": 16 if quick else 64, "block_length": 8, "steps": 8 if quick else 32,
+                   "temperature": 1.2}
+        rl = {"algorithm": "grpo", "steps": 1 if quick else 2, "batch_size": 2, "group_size": 8,
+              "micro_batch_size": 8, "beta": 0.01, "learning_rate": 1e-5, "s_min": 3, "s_max": 6, "seed": 0,
+              "rollout": rollout}
+        return [{"model": model, "rows_file": str(rows_file), "rl": rl | {"mu": mu}} for mu in ((1,) if quick else (1, 2))]
+    from benchmarks import demo_model
+
+    directory = str(demo_model.demo_checkpoint()) if model == "demo" else model
+    rows_file.write_text(json.dumps(demo_model.demo_rl_rows()))
+    rl = {k: v for k, v in demo_model.demo_rl_config().items() if k not in ("checkpoint", "progress")}
+    rl["steps"] = 2 if quick else 4
+    return [{"model": directory, "rows_file": str(rows_file), "rl": rl | {"algorithm": a}} for a in ("grpo", "igpo")]
+
+
+def bench_revisions(rev: str, quick: bool, model: str = "llada-vocab") -> list[dict[str, Any]]:
+    """``revision_specs`` run with ``rev``'s code and this tree's, each in a fresh process, alternating."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         old_root, short = code_tree(rev, Path(tmp))
-        for mu in (1,) if quick else (1, 2):
+        for spec in revision_specs(model, quick, Path(tmp) / "rows.json"):
             for label, root in ((short, old_root), ("this tree", None)):
-                spec = base | {"mu": mu}
                 entry = {"code": label, **spec, **probe(spec, root)}
                 out.append(entry)
-                print(f"  {label} mu={mu}: peak +{entry['peak_rise_mib']:.0f} MiB, log-prob passes/step "
+                print(f"  {label} {spec['rl']['algorithm']} mu={spec['rl'].get('mu', 1)}: "
+                      f"{entry['step_seconds']:.2f} s/step, peak +{entry['peak_rise_mib']:.0f} MiB, log-prob passes/step "
                       f"{entry['logprob_passes_per_step']}", flush=True)
     return out
 
 
 def compare_revisions(args: Any) -> dict[str, Any]:
-    """The ``--compare REV`` run: ``bench_revisions`` with the machine and command, as JSON and markdown."""
+    """The ``--compare REV`` run: ``bench_revisions`` with the machine and command, as JSON and markdown
+    (``rl_step_revisions`` for the LLaDA-vocabulary model, ``rl_step_revisions_demo`` for the demo model)."""
     info = common.machine_info("cpu")
     print(common.machine_line(info), flush=True)
     began = time.perf_counter()
-    entries = bench_revisions(args.compare, args.quick)
+    entries = bench_revisions(args.compare, args.quick, args.compare_model)
     payload = {"benchmark": "rl_step_revisions", "machine": info, "command": common.command_line(),
-               "quick": args.quick, "compared": {"rev": args.compare, "label": args.compare_label}, "probes": entries, "seconds": time.perf_counter() - began}
+               "quick": args.quick, "model": args.compare_model,
+               "compared": {"rev": args.compare, "label": args.compare_label}, "probes": entries,
+               "seconds": time.perf_counter() - began}
     markdown = revisions_markdown(payload)
-    common.write_results(args.out, "rl_step_revisions", payload, markdown)
+    name = "rl_step_revisions" + ("" if args.compare_model == "llada-vocab" else "_demo")
+    common.write_results(args.out, name, payload, markdown)
     print(markdown)
     return payload
 
@@ -289,29 +306,35 @@ def compare_revisions(args: Any) -> dict[str, Any]:
 def revisions_markdown(payload: dict[str, Any]) -> str:
     entries, info = payload["probes"], payload["machine"]
     table = common.markdown_table(
-        ["code", "mu", "peak RSS rise MiB", "log-prob passes/step (no grad + grad)", "model forwards/step",
-         "logprobs s", "update s"],
+        ["code", "algorithm", "mu", "s/step", "rollout s", "repair s", "logprobs s", "update s",
+         "log-prob passes/step (no grad + grad)", "model forwards/step", "peak RSS rise MiB"],
         [
-            [e["code"], e["mu"], f"{e['peak_rise_mib']:.0f}",
+            [e["code"], e["rl"]["algorithm"].upper(), e["rl"].get("mu", 1), f"{e['step_seconds']:.2f}",
+             *[f"{e['phase_seconds'][p]:.2f}" for p in ("rollout", "repair", "logprobs", "update")],
              f"{e['logprob_passes_per_step']['no_grad']:g} + {e['logprob_passes_per_step']['grad']:g}",
-             f"{e['model_forwards_per_step']:g}", f"{e['phase_seconds']['logprobs']:.2f}",
-             f"{e['phase_seconds']['update']:.2f}"]
+             f"{e['model_forwards_per_step']:g}", f"{e['peak_rise_mib']:.0f}"]
             for e in entries
         ],
     )
     first, compared = entries[0], payload.get("compared", {})
+    rl, rollout = first["rl"], first["rl"]["rollout"]
     label = f" ({compared['label']})" if compared.get("label") else ""
+    model = (
+        "the native LLaDA class, 2 layers, d = 128, LLaDA's 126,464-token vocabulary, random weights, float32"
+        if payload.get("model", "llada-vocab") == "llada-vocab"
+        else "the demo's SFT model (benchmarks/demo_model.py: trained as make demo trains it) on the demo's RL prompts"
+    )
     return (
         f"# One RL step, two code revisions\n\nMachine: {common.machine_line(info)}\n\nCommand: "
-        f"`{payload['command']}`\n\n{table}\n\n`{first['code']}` is the revision compared with{label}. GRPO, B = {first['batch_size']} x G = {first['group_size']}, "
-        f"micro-batch {first['micro_batch_size']}, L = {first['gen_length']}, block {first['block_length']}, "
-        f"beta = {first['beta']}, {first['steps']} step(s) per run ({'' if first['steps'] > 1 else 'no '}warm-up "
-        "step excluded from the seconds); the native LLaDA class, 2 layers, d = 128, LLaDA's 126,464-token "
-        "vocabulary, random weights, float32. Each row is a fresh process: peak RSS rise over the whole "
-        "train_rl call (rollouts, AdamW state, gradients and the reference copy included); log-prob passes = "
-        "completion_logprobs calls per step (each one model forward over a micro-batch); model forwards include "
-        "the rollouts'. The seconds are single runs on a shared machine (the load average is in the machine "
-        "line): read the passes and the memory, not small time differences.\n"
+        f"`{payload['command']}`\n\n{table}\n\n`{first['code']}` is the revision compared with{label}. "
+        f"B = {rl['batch_size']} x G = {rl['group_size']}, micro-batch {rl.get('micro_batch_size') or 'all'}, "
+        f"L = {rollout['gen_length']}, block {rollout['block_length']}, {rollout['steps']} denoising steps, "
+        f"T = {rollout['temperature']}, beta = {rl.get('beta')}, {rl['steps']} step(s) per run "
+        f"({'' if rl['steps'] > 1 else 'no '}warm-up step excluded from the seconds); {model}. Each row is a fresh "
+        "process: peak RSS rise over the whole train_rl call (rollouts, AdamW state, gradients and the reference "
+        "copy included); log-prob passes = completion_logprobs calls per step (each one model forward over a "
+        "micro-batch); model forwards include the rollouts'. The seconds are single runs on a shared machine (the "
+        "load average is in the machine line): read the passes and the memory, not small time differences.\n"
     )
 
 
@@ -347,6 +370,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--compare", default=None, metavar="REV",
         help="instead: one RL step's peak memory, log-prob passes and phase seconds with REV's igpo/ and with "
         "this tree's (each in a fresh process), written to rl_step_revisions.{json,md}",
+    )
+    parser.add_argument(
+        "--compare-model", default="llada-vocab",
+        help="with --compare: 'llada-vocab' (GRPO, mu 1 and 2: memory and passes) or 'demo' / a model directory "
+        "(GRPO and IGPO with the demo's RL config: time by phase)",
     )
     parser.add_argument("--compare-label", default="", help="what the --compare revision is, for the result file")
     parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)  # internal: one run_probe, JSON out

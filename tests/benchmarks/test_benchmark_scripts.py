@@ -80,9 +80,11 @@ def test_train_step_probes_the_code_of_another_revision(tmp_path):
     """--compare: a probe runs in its own process against the igpo/ package extracted from a git revision."""
     root, short = train_step.code_tree("HEAD", tmp_path)
     assert (root / "igpo" / "rl" / "trainer.py").is_file() and short
-    spec = {"model": "tiny", "algorithm": "grpo", "batch_size": 2, "group_size": 2, "micro_batch_size": 2,
-            "mu": 1, "beta": 0.01, "gen_length": 8, "block_length": 8, "temperature": 1.0, "steps": 1}
-    result = train_step.probe(spec, root)
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps(train_step.demo_rows(num_steps=1, count=8)))
+    rl = {"algorithm": "grpo", "batch_size": 2, "group_size": 2, "micro_batch_size": 2, "mu": 1, "beta": 0.01,
+          "steps": 1, "rollout": {"gen_length": 8, "block_length": 8, "steps": 4, "temperature": 1.0}}
+    result = train_step.probe({"model": "tiny", "rows_file": str(rows), "rl": rl}, root)
     assert result["igpo_package"] == str(root / "igpo")
     assert result["logprob_passes_per_step"] == {"no_grad": 2, "grad": 2}  # two micro-batches: reference + gradient
     assert result["model_forwards_per_step"] > 2 and result["peak_rise_mib"] >= 0
