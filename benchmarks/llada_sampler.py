@@ -441,7 +441,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="random-weight model: temperatures at which the fast modes run too ('' = none; the demo model: all)",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model-dir", type=Path, default=None, help="also a trained demo model directory")
+    parser.add_argument(
+        "--model-dir", default=None,
+        help="also a trained demo model: a directory, or 'demo' (benchmarks/demo_model.py: trained as make demo does)",
+    )
+    parser.add_argument(
+        "--demo-only", action="store_true",
+        help="only the --model-dir model, written to llada_sampler_demo.{json,md} (the random-weight run is kept)",
+    )
     parser.add_argument("--demo-gen-lengths", default="32,64,128", help="demo model: completion lengths")
     parser.add_argument("--demo-block-length", type=int, default=16, help="demo model: block length")
     parser.add_argument("--demo-rows", type=int, default=16, help="demo model: test prompts N (of one length)")
@@ -459,6 +466,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.temperatures = [float(t) for t in args.temperatures.split(",")]
     args.fast_temperatures = [float(t) for t in args.fast_temperatures.split(",") if t]
     args.demo_gen_lengths = [int(x) for x in args.demo_gen_lengths.split(",")]
+    if args.demo_only and not args.model_dir:
+        raise SystemExit("--demo-only needs --model-dir")
+    if args.model_dir == "demo":
+        from benchmarks import demo_model
+
+        args.model_dir = demo_model.demo_checkpoint()
+    args.model_dir = Path(args.model_dir) if args.model_dir else None
 
     info = common.machine_info(args.device)
     print(common.machine_line(info), flush=True)
@@ -467,17 +481,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "llada_sampler", "machine": info, "command": common.command_line(), "quick": q,
         "early_exit_available": has_early_exit(), "threshold": args.threshold,
         "temperatures": args.temperatures, "repetitions": args.repetitions,
-        "random": bench_random(args),
+        "random": None if args.demo_only else bench_random(args),
         "demo": bench_demo(args) if args.model_dir else [],
     }
     info["load_average_1m_end"] = os.getloadavg()[0]
     payload["seconds"] = time.perf_counter() - began
-    r = payload["random"]
-    sections = [(
-        f"## Random-weight native LLaDA ({r['parameters'] / 1e6:.1f}M parameters, vocabulary {r['vocabulary']:,})\n\n"
-        f"N = {r['rows']}, P = {r['prompt_length']}, L = {r['gen_length']}, block {r['block_length']}, "
-        f"{r['steps']} steps, {args.repetitions} interleaved repetitions.\n\n{table(r)}"
-    )]
+    sections = []
+    if (r := payload["random"]) is not None:
+        sections.append(
+            f"## Random-weight native LLaDA ({r['parameters'] / 1e6:.1f}M parameters, vocabulary {r['vocabulary']:,})"
+            f"\n\nN = {r['rows']}, P = {r['prompt_length']}, L = {r['gen_length']}, block {r['block_length']}, "
+            f"{r['steps']} steps, {args.repetitions} interleaved repetitions.\n\n{table(r)}"
+        )
     for d in payload["demo"]:
         sections.append(
             f"## Demo model `{d['model']}` ({d['parameters'] / 1e6:.2f}M parameters)\n\nN = {d['rows']}, "
@@ -493,7 +508,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "in the completions of the first repetition. On random weights early exit cannot trigger (no row commits "
         "a stop before its end) and no confidence reaches the threshold (one token per iteration).\n"
     )
-    common.write_results(args.out, "llada_sampler", payload, markdown)
+    common.write_results(args.out, "llada_sampler_demo" if args.demo_only else "llada_sampler", payload, markdown)
     print(markdown)
     return payload
 

@@ -103,11 +103,14 @@ def comparison_section(title: str) -> Any:
     return section
 
 
-def fast_sampler_section(data: dict[str, Any]) -> str:
-    md = Path(data["_md"]).read_text()
-    # Both tables of fast_sampler.md with their notes, without its title, machine and command lines.
-    body = re.sub(r"^## (.+)$", r"*\1*", md.split("\n\n", 3)[3], flags=re.MULTILINE)
-    return f"**Fast sampler** (`{data['command']}`; {common.machine_line(data['machine'])})\n\n" + body
+def fast_sampler_section_titled(title: str) -> Any:
+    """A results file with ``##`` subsections (llada_sampler.py's): its body with the subsection titles in italics."""
+
+    def section(data: dict[str, Any]) -> str:
+        body = re.sub(r"^## (.+)$", r"*\1*", Path(data["_md"]).read_text().split("\n\n", 3)[3], flags=re.MULTILINE)
+        return f"**{title}** (`{data['command']}`; {common.machine_line(data['machine'])})\n\n" + body
+
+    return section
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -131,7 +134,9 @@ def main(argv: list[str] | None = None) -> str:
         ("igpo_effect", effect_section),
         ("dynamic_sampling", comparison_section("GRPO vs IGPO vs dynamic sampling at an equal sampling budget")),
         ("fast_rollouts_rl", comparison_section("RL with fast vs exact rollouts")),
-        ("fast_sampler", fast_sampler_section),
+        ("fast_sampler", fast_sampler_section_titled("Fast sampler")),
+        ("llada_sampler", fast_sampler_section_titled("Exact sampler vs LLaDA's reference algorithm")),
+        ("llada_sampler_demo", fast_sampler_section_titled("Sampler modes on the trained demo model")),
     ):
         path = args.results / f"{name}.json"
         if path.exists():
