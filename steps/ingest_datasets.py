@@ -9,7 +9,7 @@ import pandas as pd
 from zenml import step
 
 from igpo.data.config import IngestConfig
-from igpo.data.ingest import ingest
+from igpo.data.ingest import ingest, training_table
 from igpo.data.schema import concat_tables
 from steps._io import log_step_and_model_metadata
 
@@ -27,8 +27,7 @@ def ingest_datasets(
 ]:
     """SFT rows, RL rows (y* traces), benchmark rows (``source`` = benchmark) and quarantined rows with reasons."""
     result = ingest(config)
-    sft = concat_tables([result.train[s] for s in config.training_sources("sft")])
-    rl = concat_tables([result.train[s] for s in config.training_sources("rl")])
+    sft, rl = training_table(result, config, "sft"), training_table(result, config, "rl")
     evals = concat_tables(result.eval.values())
     quarantine = concat_tables([result.quarantine, result.decontaminated], result.quarantine.schema)
     counts = {name: c.model_dump() for name, c in result.counts.sources.items()}

@@ -90,12 +90,53 @@ class EvalSetConfig(DatasetSourceConfig):
     hf_split: str = Field("test", min_length=1, description="Split for load_dataset; ignored for local paths.")
 
 
-class DemoTaskConfig(StrictConfig):
-    """The synthetic modular-arithmetic chain task (see :mod:`igpo.data.demo_task` for the design)."""
+Difficulty = Literal["easy", "hard"]
 
-    num_train: int = Field(2000, ge=1, description="Training problems.")
+
+class DemoTaskConfig(StrictConfig):
+    """The synthetic modular-arithmetic chain task (see :mod:`igpo.data.demo_task` for the design).
+
+    Single difficulty (``split="none"``, the default): every question has ``num_steps`` operations and every
+    row is labelled ``"easy"``. With a split (``"wraps"`` or ``"steps"``), ``num_train_hard`` of the
+    ``num_train`` training rows and ``num_test_hard`` of the ``num_test`` held-out rows are hard, the rest easy;
+    ``sft_difficulties`` / ``rl_difficulties`` say which training rows each stage takes
+    (:func:`igpo.data.demo_task.rows_of_difficulty` applies them).
+    """
+
+    num_train: int = Field(2000, ge=1, description="Training problems (all difficulties together).")
     num_test: int = Field(200, ge=1, description="Held-out problems; no question is shared with train.")
-    num_steps: int = Field(4, ge=1, le=12, description="Difficulty knob: operations per problem (= lines of the trace).")
+    num_steps: int = Field(
+        4, ge=1, le=12, description="Single-difficulty mode: operations per problem (= lines of the trace)."
+    )
+    split: Literal["none", "wraps", "steps"] = Field(
+        "none",
+        description=(
+            "How questions get a difficulty. 'none': one difficulty, num_steps operations, every row 'easy'. "
+            "'wraps': every question has num_steps operations; 'easy' ones never leave 0..9 (no step wraps "
+            "around modulo 10), 'hard' ones wrap at least hard_min_wraps times. 'steps': 'easy' questions have "
+            "easy_steps operations, 'hard' ones hard_steps."
+        ),
+    )
+    hard_min_wraps: int = Field(1, ge=1, description="split='wraps': wrap-arounds a hard question has at least.")
+    easy_steps: tuple[int, ...] | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "split='steps': operation counts of 'easy' questions, e.g. [1, 2]; rows are spread evenly over the "
+            "counts. Setting it without 'split' selects split='steps'."
+        ),
+    )
+    hard_steps: tuple[int, ...] = Field(
+        (3,), min_length=1, description="split='steps': operation counts of 'hard' questions."
+    )
+    num_train_hard: int = Field(0, ge=0, description="With a split: how many of the num_train rows are hard.")
+    num_test_hard: int = Field(0, ge=0, description="With a split: how many of the num_test rows are hard.")
+    sft_difficulties: tuple[Difficulty, ...] = Field(
+        ("easy",), min_length=1, description="Difficulties of the training rows that SFT takes (paper: the easy part)."
+    )
+    rl_difficulties: tuple[Difficulty, ...] = Field(
+        ("easy", "hard"), min_length=1, description="Difficulties of the training rows that RL takes."
+    )
     operands: tuple[int, ...] = Field((1, 2, 3), min_length=1, description="Operand digits (1..9) an operation may use.")
     operations: tuple[Literal["+", "-"], ...] = Field(("+", "-"), min_length=1, description="Operations, mod 10.")
     reasoning: Literal["verbose", "concise"] = Field(
@@ -106,6 +147,13 @@ class DemoTaskConfig(StrictConfig):
         ),
     )
     seed: int = Field(0, description="Seed of the generator's own random.Random; the same seed gives the same tables.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _easy_steps_imply_steps_split(cls, data: object) -> object:
+        if isinstance(data, dict) and "split" not in data and data.get("easy_steps") is not None:
+            return {**data, "split": "steps"}
+        return data
 
     @field_validator("operands")
     @classmethod
@@ -121,15 +169,69 @@ class DemoTaskConfig(StrictConfig):
             raise ValueError("operations must be distinct")
         return value
 
+    @field_validator("easy_steps", "hard_steps")
+    @classmethod
+    def _step_counts(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and (any(not 1 <= k <= 12 for k in value) or len(set(value)) != len(value)):
+            raise ValueError("step counts must be distinct integers in 1..12")
+        return value
+
+    def step_counts(self) -> dict[str, tuple[int, ...]]:
+        """The operation counts of each difficulty present."""
+        if self.split == "none":
+            return {"easy": (self.num_steps,)}
+        if self.split == "wraps":
+            return {"easy": (self.num_steps,), "hard": (self.num_steps,)}
+        return {"easy": tuple(sorted(self.easy_steps or ())), "hard": tuple(sorted(self.hard_steps))}
+
+    def row_counts(self) -> dict[str, tuple[int, int]]:
+        """(train, test) row counts per difficulty."""
+        if self.split == "none":
+            return {"easy": (self.num_train, self.num_test)}
+        return {
+            "easy": (self.num_train - self.num_train_hard, self.num_test - self.num_test_hard),
+            "hard": (self.num_train_hard, self.num_test_hard),
+        }
+
     @model_validator(mode="after")
     def _enough_distinct_questions(self) -> DemoTaskConfig:
-        space = 9 * (len(self.operands) * len(self.operations)) ** self.num_steps
-        if self.num_train + self.num_test > space:
-            raise ValueError(
-                f"num_train + num_test = {self.num_train + self.num_test} exceeds the {space} distinct questions "
-                f"with num_steps={self.num_steps}; lower the counts or raise num_steps"
-            )
+        per_op = len(self.operands) * len(self.operations)
+        if self.split != "steps":  # 'wraps' is checked by the generator, which counts the wrapping chains
+            space = 9 * per_op**self.num_steps
+            if self.num_train + self.num_test > space:
+                raise ValueError(
+                    f"num_train + num_test = {self.num_train + self.num_test} exceeds the {space} distinct questions "
+                    f"with num_steps={self.num_steps}; lower the counts or raise num_steps"
+                )
+            if self.split == "wraps" and (self.num_train_hard > self.num_train or self.num_test_hard > self.num_test):
+                raise ValueError("num_train_hard / num_test_hard cannot exceed num_train / num_test")
+            return self
+        if self.num_train_hard > self.num_train or self.num_test_hard > self.num_test:
+            raise ValueError("num_train_hard / num_test_hard cannot exceed num_train / num_test")
+        if self.easy_steps is None:
+            raise ValueError("split='steps' needs easy_steps (the operation counts of easy questions)")
+        if set(self.easy_steps) & set(self.hard_steps):
+            raise ValueError(f"easy_steps {self.easy_steps} and hard_steps {self.hard_steps} overlap")
+        for difficulty, (n_train, n_test) in self.row_counts().items():
+            spaces = [9 * per_op**steps for steps in self.step_counts()[difficulty]]
+            if n_train + n_test > sum(spaces):
+                raise ValueError(
+                    f"{n_train + n_test} {difficulty} questions needed but only {sum(spaces)} distinct ones have "
+                    f"{self.step_counts()[difficulty]} steps; lower the counts or change easy_steps / hard_steps"
+                )
         return self
+
+
+def spread_over_step_counts(n: int, spaces: list[int]) -> list[int]:
+    """``n`` rows split as evenly as possible over step counts whose question spaces are ``spaces`` (ascending),
+    a count never given more rows than it has questions (the overflow goes to the larger ones)."""
+    out, left = [], n
+    for i, space in enumerate(spaces):
+        share = min(space, left // (len(spaces) - i))
+        out.append(share)
+        left -= share
+    out[-1] += left  # only when the last space is full too; the validator then rejects the config
+    return out
 
 
 class DecontaminationConfig(StrictConfig):

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -48,7 +48,7 @@ from igpo.data.config import (
     MetaMathQAConfig,
     OpenR1Config,
 )
-from igpo.data.demo_task import generate_demo_task
+from igpo.data.demo_task import generate_demo_task, rows_of_difficulty
 from igpo.data.schema import (
     QUARANTINE_SCHEMA,
     DataFileError,
@@ -649,6 +649,19 @@ def ingest(config: IngestConfig) -> IngestResult:
         decontaminated=concat_tables(removed_tables, QUARANTINE_SCHEMA),
         counts=IngestCounts(sources=counts),
     )
+
+
+def training_table(result: IngestResult, config: IngestConfig, stage: Literal["sft", "rl"]) -> pa.Table:
+    """The rows ``stage`` trains on: its configured sources joined, the demo's rows restricted to the stage's
+    difficulties (``DemoTaskConfig.sft_difficulties`` / ``rl_difficulties``: SFT on the easy part, RL on both)."""
+    tables = []
+    for name in config.training_sources(stage):
+        table = result.train[name]
+        if name == "demo" and config.demo is not None:
+            wanted = config.demo.sft_difficulties if stage == "sft" else config.demo.rl_difficulties
+            table = rows_of_difficulty(table, wanted)
+        tables.append(table)
+    return concat_tables(tables)
 
 
 def write_ingest_result(result: IngestResult, output_dir: str | Path) -> dict[str, Path]:

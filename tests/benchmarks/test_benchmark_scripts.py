@@ -103,13 +103,42 @@ def test_train_step_quick(out):
 def test_igpo_effect_quick(out):
     igpo_effect.main(["--quick", "--out", str(out), "--cache", str(out / "cache")])
     payload = _load(out, "igpo_effect")
-    seeds = payload["settings"]["seeds"]
+    s, seeds = payload["settings"], payload["settings"]["seeds"]
     assert len(payload["runs"]) == 2 * len(seeds)
     for metric in igpo_effect.METRICS:
         summary = payload["summary"][metric]
         assert summary["grpo"]["n"] == summary["igpo"]["n"] == summary["igpo_minus_grpo"]["n"] == len(seeds)
+    # The hard split: SFT on easy rows only, RL on both, the test split reported per difficulty.
+    assert s["task"]["sft_difficulties"] == ["easy"] and s["task"]["num_train_hard"] > 0
+    for run in payload["runs"]:
+        assert 0 <= run["heldout_hard"] <= 1 and 0 <= run["heldout_easy"] <= 1
+        # Equal generated completions: every run stops at the first step whose count reaches the budget.
+        totals = [c["completions_generated_total"] for c in run["curve"]]
+        budget = s["budget"]["max_generated_completions"]
+        assert totals[-1] >= budget and all(t < budget for t in totals[:-1])
+        assert all(c["hard_all_wrong_groups"] <= c["hard_groups"] <= s["rl"]["batch_size"] for c in run["curve"])
+    for arm in ("grpo", "igpo"):
+        points = payload["curves"][arm]
+        assert points[0]["completions"] == 0 and points[0]["heldout_hard"]["n"] == len(seeds)
+    assert (out / "igpo_effect.png").stat().st_size > 0
+    text = (out / "igpo_effect.md").read_text()
+    assert "Command: `" in text and "Machine: " in text and ("Goal reached" in text or "Goal not reached" in text)
     # The checkpoint is cached: a second run reuses it.
     assert (out / "cache" / f"sft-{payload['sft_checkpoint']['key']}" / "record.json").is_file()
+
+
+def test_igpo_effect_ablation_mode_quick(out):
+    """IGPO vs full inpainting (eta = 1) vs no entropy filter (tau = 1), from the same checkpoint."""
+    igpo_effect.main(["--quick", "--mode", "ablation", "--out", str(out), "--cache", str(out / "cache")])
+    payload = _load(out, "igpo_ablations")
+    seeds = payload["settings"]["seeds"]
+    assert sorted((r["arm"], r["seed"]) for r in payload["runs"]) == sorted(
+        (a, seed) for a in ("igpo", "full", "tau1") for seed in seeds
+    )
+    assert all(r["algorithm"] == "igpo" for r in payload["runs"])
+    assert payload["settings"]["arm_rl"]["full"] == {"eta_low": 1.0, "eta_high": 1.0}
+    assert payload["summary"]["heldout_hard"]["igpo_minus_tau1"]["n"] == len(seeds)
+    assert (out / "igpo_ablations.png").is_file()
 
 
 def test_igpo_effect_budget_mode_quick(out):
