@@ -17,13 +17,14 @@ def shrunk_demo_config(rl_seed: int = 0) -> dict:
     steps["prepare_base_model"]["parameters"]["config"]["tiny"].update(
         num_layers=1, hidden_size=32, num_heads=4, head_dim=8, intermediate_size=64
     )
-    steps["ingest_datasets"]["parameters"]["config"]["demo"].update(num_train=24, num_test=8)
+    steps["ingest_datasets"]["parameters"]["config"]["demo"].update(num_train=24, num_train_hard=12, num_test=8,
+                                                                         num_test_hard=4)
     steps["train_sft"]["parameters"]["config"].update(steps=6, batch_size=4, checkpoint={"every_steps": 3})
     for name in ("train_grpo", "train_igpo"):
         steps[name]["parameters"]["config"] = {**_shrink_rl(steps[name]["parameters"]["config"]), "seed": rl_seed}
     for name in ("evaluate_base", "evaluate_sft", "evaluate_grpo", "evaluate_igpo"):
         steps[name]["parameters"]["config"] = {
-            "benchmarks": [{"name": "demo", "samples": 1, "limit": 4,
+            "benchmarks": [{"name": "demo", "samples": 1, "limit": 4, "subsets_by": "difficulty",
                             "sampler": {"gen_length": 32, "block_length": 16, "steps": 4, "temperature": 0.0}}],
             "batch_size": 8,
         }
