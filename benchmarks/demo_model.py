@@ -5,7 +5,8 @@ The stages the demo pipeline runs before RL (prepare_base_model -> ingest_datase
 train_sft), called as the core functions its steps wrap, with the step configs of ``configs/demo_tiny_cpu.yaml``
 (no ZenML). The result is cached under ``benchmarks/results/tmp/`` keyed by those configs and
 ``igpo.provenance.code_fingerprint`` (the project's code and numeric library versions), so a change of either
-trains it again. Also the demo's RL prompts (``demo_rl_rows``) and its RL config (``demo_rl_config``).
+trains it again. Also the demo's RL prompts (``demo_rl_rows``), held-out questions (``demo_test_rows``) and RL config
+(``demo_rl_config``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ def _tables(configs: dict[str, dict[str, Any]]) -> tuple[Any, Any]:
 def demo_rl_rows(path: Path = DEMO_CONFIG) -> list[dict[str, Any]]:
     """The demo's RL prompts (rows with question, answer, reasoning, metadata)."""
     return _tables(step_configs(path))[1].to_pylist()
+
+
+def demo_test_rows(path: Path = DEMO_CONFIG) -> list[dict[str, Any]]:
+    """The demo's held-out questions (easy and hard; ``metadata`` says which)."""
+    from igpo.data.config import IngestConfig
+    from igpo.data.ingest import ingest
+
+    return ingest(IngestConfig(**step_configs(path)["ingest_datasets"])).eval["demo"].to_pylist()
 
 
 def demo_rl_config(path: Path = DEMO_CONFIG) -> dict[str, Any]:

@@ -56,6 +56,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import common
 
+# The probes behind the defaults (one seed each, B = 8 x G = 8, T = 1, equal generated completions), kept so a
+# result that misses the goal says what else was tried. Hard / easy = held-out greedy pass@1 after RL.
+TRIED = (
+    "(1) easy = 1-2 operations, hard = 3: the SFT model writes garbage on the longer prompts, 0 of 848 inpainting "
+    "attempts correct, hard 0.000 for both arms; (2) easy = 3 operations that never wrap around mod 10, hard = at "
+    "least one wrap (these defaults): SFT 2000 steps, RL lr 1e-4 (hard 0 / 0, inpainting 60 of 896 correct) and "
+    "5e-4 (0 / 0, 136 of 1936); SFT 4000 steps, RL lr 5e-4 (0 / 0, 68 of 1808) and 1e-3 (0 / 0, easy accuracy "
+    "destroyed: GRPO 0.000, IGPO 0.156); full inpainting (eta = 1) still only 6% correct (106 of 1736). Why: the "
+    "model writes the boxed answer from its own (clamped, never-wrapping) arithmetic instead of copying the revealed "
+    "lines, so even a fully revealed trace rarely gives a correct completion, and about 0.4 groups per step are "
+    "repaired, too few to move a fact the SFT model has never seen. Not tried: hard questions with exactly one "
+    "wrap, far longer RL runs, larger B, revealing the answer span (a departure from the paper)."
+)
+
 METRICS = (
     "heldout_hard",
     "heldout_easy",
@@ -865,7 +879,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         verdict = (
             "**Goal reached**: every check below holds."
             if reached
-            else "**Goal not reached**: the unchecked lines below fail (settings tried: see the setup line)."
+            else "**Goal not reached**: the unchecked lines below fail. What was tried: " + TRIED
         )
         title = f"# The IGPO effect on hard prompts (GRPO vs IGPO, {len(s['seeds'])} paired seeds)"
         checks_text = f"{verdict}\n\n" + "\n".join(checks) + "\n\n"

@@ -35,7 +35,8 @@ Default settings, sized for about 12 minutes on one busy core (one partial timin
 0.76 s at T = 0 and 3.1 s at T = 1.2, an exact step 0.36 s and 0.48 s): N = 2 random prompts of P = 32 tokens,
 L = 64, block 32, 32 steps, T in {0, 1.2}, 3 repetitions; the fast modes at T = 1.2 only, without the threshold
 alone (on random weights every threshold mode is its worst case; the cached ones show it). The demo model
-(``--model-dir``): N = 16 test prompts of its most frequent prompt length (the reference takes no padding), L in {32, 64, 128},
+(``--model-dir``): N = 16 of the demo's held-out questions (configs/demo_tiny_cpu.yaml, easy and hard) of
+their most frequent prompt length (the reference takes no padding), L in {32, 64, 128},
 block 16, steps L/2, every mode at both temperatures, with the fraction correct (the shared verifier).
 ``--quick``: the same model with d_model 64 and 2 layers (the real vocabulary), P = 8, L = 16, block 8.
 """
@@ -375,14 +376,14 @@ def bench_demo(args: Any) -> list[dict[str, Any]]:
     demo's generation length and longer ones."""
     import torch
 
-    from benchmarks.train_step import demo_rows
+    from benchmarks.demo_model import demo_test_rows
     from igpo.models import load_model_dir
     from igpo.prompting import encode_prompts
     from igpo.rl.rewards import correctness_reward
 
     lm = load_model_dir(args.model_dir, "cpu")
     lm.model.eval()
-    rows = demo_rows(num_steps=2, count=256, seed=1)
+    rows = demo_test_rows()  # the demo's held-out questions, easy and hard
     _, mask = encode_prompts(lm.tokenizer, [r["question"] for r in rows], lm.tokens.pad_id)
     lengths = mask.sum(1)  # [rows]
     common_length = int(torch.mode(lengths).values)  # the most frequent prompt length: no padding needed

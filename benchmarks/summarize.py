@@ -85,10 +85,15 @@ def train_section(data: dict[str, Any]) -> str:
     )
 
 
+def _in_readme(body: str) -> str:
+    """Links to files next to a results markdown (its figures) made relative to the repository root."""
+    return re.sub(r"\]\(([\w.-]+\.png)\)", r"](benchmarks/results/\1)", body)
+
+
 def effect_section(data: dict[str, Any]) -> str:
     md = Path(data["_md"]).read_text()
     # The statistics table and the setup line of igpo_effect.md, without its title and machine lines.
-    body = md.split("\n\n", 3)[3]
+    body = _in_readme(md.split("\n\n", 3)[3])
     return f"**The IGPO effect** (`{data['command']}`; {common.machine_line(data['machine'])})\n\n" + body
 
 
@@ -97,7 +102,7 @@ def comparison_section(title: str) -> Any:
     its tables and setup line, without its title, machine and command lines."""
 
     def section(data: dict[str, Any]) -> str:
-        body = Path(data["_md"]).read_text().split("\n\n", 3)[3]
+        body = _in_readme(Path(data["_md"]).read_text().split("\n\n", 3)[3])
         return f"**{title}** (`{data['command']}`; {common.machine_line(data['machine'])})\n\n" + body
 
     return section
@@ -132,6 +137,7 @@ def main(argv: list[str] | None = None) -> str:
         ("rl_step_revisions", comparison_section("One RL step's memory and log-prob passes, two code revisions")),
         ("rl_step_revisions_demo", comparison_section("An RL step on the demo model by phase, two code revisions")),
         ("igpo_effect", effect_section),
+        ("igpo_ablations", comparison_section("IGPO ablations in miniature (partial vs full inpainting, entropy filter)")),
         ("dynamic_sampling", comparison_section("GRPO vs IGPO vs dynamic sampling at an equal sampling budget")),
         ("fast_rollouts_rl", comparison_section("RL with fast vs exact rollouts")),
         ("fast_sampler", fast_sampler_section_titled("Fast sampler")),
