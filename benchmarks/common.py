@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import threading
 import time
@@ -379,7 +380,7 @@ def command_line() -> str:
         script = script.resolve().relative_to(Path.cwd())
     except ValueError:
         pass
-    return " ".join(["python", str(script), *sys.argv[1:]])
+    return shlex.join(["python", str(script), *sys.argv[1:]])
 
 
 def write_results(out_dir: Path, name: str, payload: dict[str, Any], markdown: str) -> tuple[Path, Path]:
