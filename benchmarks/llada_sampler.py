@@ -303,6 +303,13 @@ def compare(
                     print(f"  rep {rep + 1}/{repetitions} T={t} {name}: {run['seconds']:.2f} s, "
                           f"{run['forwards']} forwards", flush=True)
     n, length = prompts.shape[0], reference_steps[0]
+    from igpo.rl.loss import completion_mask
+
+    def text(completions: Any) -> Any:
+        """The completion up to and including its first stop token (-1 after it): what decoding, rewards and
+        the loss read; early exit changes only what comes after."""
+        return torch.where(completion_mask(completions, lm.tokens.stop_ids), completions, -1)
+
     out: dict[str, Any] = {}
     for t, modes in modes_by_temperature.items():
         baseline = next(m for m in modes if m != "reference")
@@ -310,7 +317,8 @@ def compare(
         rows = {}
         for name in modes:
             mine = runs[(t, name)]
-            completions = mine[0]["completions"]
+            completions = text(mine[0]["completions"])
+            exact_text, reference_text = text(runs[(t, baseline)][0]["completions"]), text(ref[0]["completions"])
             entry: dict[str, Any] = {
                 "seconds": common.interval([r["seconds"] for r in mine]),
                 "forwards": mine[0]["forwards"],
@@ -321,18 +329,16 @@ def compare(
                 "speedup_over_exact": common.interval(
                     [a["seconds"] / b["seconds"] for a, b in zip(runs[(t, baseline)], mine, strict=True)]
                 ),
-                "rows_identical_to_reference": _rows_equal(completions, ref[0]["completions"]),
-                "rows_identical_to_exact": _rows_equal(completions, runs[(t, baseline)][0]["completions"]),
-                "token_agreement_with_exact": float(
-                    (completions == runs[(t, baseline)][0]["completions"]).float().mean()
+                "rows_identical_to_reference": _rows_equal(completions, reference_text),
+                "rows_identical_to_exact": _rows_equal(completions, exact_text),
+                "token_agreement_with_exact": float((completions == exact_text).float().mean()),
+                "rows_same_across_repetitions": all(torch.equal(text(r["completions"]), completions) for r in mine[1:]),
+                "stop_tokens": int(
+                    torch.isin(mine[0]["completions"], torch.tensor(lm.tokens.stop_ids)).sum()
                 ),
-                "rows_same_across_repetitions": all(
-                    torch.equal(r["completions"], completions) for r in mine[1:]
-                ),
-                "stop_tokens": int(torch.isin(completions, torch.tensor(lm.tokens.stop_ids)).sum()),
             }
             if verify is not None:
-                entry["correct_fraction"] = verify(completions)
+                entry["correct_fraction"] = verify(mine[0]["completions"])
             rows[name] = entry
         out[str(t)] = rows
     return out
@@ -496,7 +502,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     for d in payload["demo"]:
         sections.append(
-            f"## Demo model `{d['model']}` ({d['parameters'] / 1e6:.2f}M parameters)\n\nN = {d['rows']}, "
+            f"## Demo model `{Path(d['model']).name}` ({d['parameters'] / 1e6:.2f}M parameters)\n\nN = {d['rows']}, "
             f"P = {d['prompt_length']}, L = {d['gen_length']}, block {d['block_length']}, {d['steps']} steps.\n\n"
             f"{table(d)}"
         )
@@ -504,8 +510,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"# Exact sampler vs LLaDA's reference algorithm\n\nMachine: {common.machine_line(info)}\n\n"
         f"Command: `{common.command_line()}`\n\n" + "\n\n".join(sections) + "\n\n"
         "seconds: mean [95% interval] over repetitions; x reference / x exact: per-repetition ratio of the "
-        "reference's (the first exact mode's) seconds to the mode's; = reference / = exact: rows whose tokens "
-        "are identical (same seed: meaningful at T = 0, and between exact modes at any T); stop tokens: eos/eot "
+        "reference's (the first exact mode's) seconds to the mode's; = reference / = exact: rows identical up to "
+        "and including their first stop token, i.e. the text, rewards and completion_mask (early exit fills only "
+        "what comes after; same seed: meaningful at T = 0, and between exact modes at any T); token agreement: "
+        "over those positions; stop tokens: eos/eot "
         "in the completions of the first repetition. On random weights early exit cannot trigger (no row commits "
         "a stop before its end) and no confidence reaches the threshold (one token per iteration).\n"
     )
