@@ -71,6 +71,9 @@ BENCH_ARGS ?=
 # The code an RL step's memory and log-prob passes are compared with (before the log-prob memory work).
 BEFORE_REV ?= e3f9779
 BEFORE_LABEL ?= before issue 15: an entropy in every log-prob pass, a separate old-policy pass at mu = 1
+# ... and an RL step on the demo model by phase, before the sampler's early exit.
+BEFORE_EARLY_EXIT_REV ?= 2e30ed7
+BEFORE_EARLY_EXIT_LABEL ?= before issue 17: no early exit, noise and softmax over every position of the block
 bench: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/rollout_throughput.py $(BENCH_ARGS)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/train_step.py $(BENCH_ARGS)
@@ -78,7 +81,12 @@ bench: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/igpo_effect.py --workers 2 $(BENCH_ARGS)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/igpo_effect.py --mode budget --workers 2 $(BENCH_ARGS)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/igpo_effect.py --mode rollouts --workers 2 $(BENCH_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/igpo_effect.py --mode ablation --workers 2 --seeds 4 $(BENCH_ARGS)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/fast_sampler.py $(BENCH_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/llada_sampler.py
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/llada_sampler.py --model-dir demo --demo-only
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) benchmarks/train_step.py --compare $(BEFORE_EARLY_EXIT_REV) \
+		--compare-model demo --compare-label "$(BEFORE_EARLY_EXIT_LABEL)"
 	$(PY) benchmarks/summarize.py
 
 # Build the step image on a locally made base and run a tiny SFT in it (needs root or a Docker daemon).

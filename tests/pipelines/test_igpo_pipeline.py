@@ -106,7 +106,9 @@ def test_pipeline_end_to_end_cache_lineage_and_mlflow(stack, tmp_path):
         _run_pipeline("evaluate_pipeline", shrunk_evaluate_config(), tmp_path / "evaluate.yaml").id)
     assert _one(evaluate_run.steps["evaluate_benchmarks"].inputs["checkpoint"]).id == rl_checkpoint.id
     scores = evaluate_run.steps["evaluate_benchmarks"].outputs["scores"][0].load()
-    assert scores["model"].tolist() == ["sft+igpo"] and scores.loc[0, "n_questions"] == 4
+    assert set(scores["model"]) == {"sft+igpo"} and scores.loc[0, "benchmark"] == "demo"
+    assert scores.loc[0, "n_questions"] == 4  # the 4 questions, then each difficulty among them (subsets_by)
+    assert set(scores["benchmark"][1:]) <= {"demo/easy", "demo/hard"} and scores["n_questions"][1:].sum() == 4
 
 
 def _one(artifacts):
