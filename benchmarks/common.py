@@ -258,6 +258,48 @@ def build_model(name: str, device: str, dtype: Any = None, max_positions: int = 
     return wrap_model(model, tokenizer)
 
 
+class ForwardBudgetReached(Exception):
+    """Raised by ``ForwardCounter`` when a forward beyond its cap is attempted (a timed generation cut short)."""
+
+
+class ForwardCounter:
+    """Counts the calls of the HF model's forward (every full or cached forward of a sampler) and the fewest rows
+    one ran on, for the ``with`` block; with a cap (``start(cap)``) the forward after the cap-th raises
+    ``ForwardBudgetReached``. Installed on the module instance only, with the forward's signature (the KV-cache
+    support check reads it)."""
+
+    def __init__(self, lm: Any):
+        import functools
+
+        self.lm = lm
+        self.cap: int | None = None
+        self.calls = 0
+        self.min_rows: int | None = None
+        inner = lm.model.forward
+
+        @functools.wraps(inner)
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            if self.cap is not None and self.calls >= self.cap:
+                raise ForwardBudgetReached
+            self.calls += 1
+            rows = kwargs["input_ids"].shape[0] if "input_ids" in kwargs else args[0].shape[0]
+            self.min_rows = rows if self.min_rows is None else min(self.min_rows, rows)
+            return inner(*args, **kwargs)
+
+        self._counted = counted
+
+    def __enter__(self) -> Self:
+        self.lm.model.forward = self._counted
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.lm.model.forward  # the instance attribute; the class's forward shows through again
+
+    def start(self, cap: int | None = None) -> None:
+        """Zero the counts; ``cap``: the most forwards allowed from here (None: no limit)."""
+        self.cap, self.calls, self.min_rows = cap, 0, None
+
+
 def parameter_count(lm: Any) -> int:
     return sum(p.numel() for p in lm.model.parameters())
 

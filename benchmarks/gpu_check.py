@@ -50,7 +50,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -59,10 +59,6 @@ from benchmarks import common
 SMOKE_SHAPE = {"d_model": 64, "n_heads": 4, "n_layers": 2, "mlp_hidden_size": 128}
 SMOKE_VOCAB = 512
 MIN_FORWARDS = 4  # iterations a time-boxed rollout always runs
-
-
-class _Budget(Exception):
-    """Raised inside the model's forward when a time-boxed generation has run its iterations."""
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -120,42 +116,7 @@ def device_info(device: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------- rollouts
 
 
-class ForwardCap:
-    """Counts the model's forwards (and the rows each ran on) and stops a generation before forward ``cap + 1``;
-    installed on the HF module for the ``with`` block only."""
-
-    def __init__(self, lm: Any):
-        import functools
-
-        self.lm = lm
-        self.cap: int | None = None
-        self.calls = 0
-        self.min_rows: int | None = None
-        inner = lm.model.forward
-
-        @functools.wraps(inner)  # the KV-cache support check reads the signature
-        def capped(*args: Any, **kwargs: Any) -> Any:
-            if self.cap is not None and self.calls >= self.cap:
-                raise _Budget
-            self.calls += 1
-            rows = kwargs["input_ids"].shape[0]
-            self.min_rows = rows if self.min_rows is None else min(self.min_rows, rows)
-            return inner(*args, **kwargs)
-
-        self._capped = capped
-
-    def __enter__(self) -> Self:
-        self.lm.model.forward = self._capped
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        del self.lm.model.forward  # the instance attribute; the class's forward shows through again
-
-    def start(self, cap: int | None) -> None:
-        self.cap, self.calls, self.min_rows = cap, 0, None
-
-
-def timed_generate(lm: Any, counter: ForwardCap, prompts: Any, config: Any, seed: int, cap: int | None,
+def timed_generate(lm: Any, counter: common.ForwardCounter, prompts: Any, config: Any, seed: int, cap: int | None,
                    device: str) -> tuple[float, int, Any]:
     """(seconds, forwards run, completions or None if the cap stopped it)."""
     import torch
@@ -168,7 +129,7 @@ def timed_generate(lm: Any, counter: ForwardCap, prompts: Any, config: Any, seed
     start = time.perf_counter()
     try:
         out = generate(lm, prompts, config, generator)
-    except _Budget:
+    except common.ForwardBudgetReached:
         out = None
     common.synchronize(device)
     return time.perf_counter() - start, counter.calls, out
@@ -191,11 +152,11 @@ def bench_rollouts(lm: Any, args: Any, device: str) -> dict[str, Any]:
     low = min(lm.tokens.mask_id, lm.tokens.eos_id, lm.tokens.eot_id, lm.tokens.pad_id) - 1
     prompts = torch.randint(0, low, (n, args.prompt_length), generator=torch.Generator().manual_seed(args.seed))
     prompts = prompts.to(device)  # [B*G, P]
-    with ForwardCap(lm) as counter:
+    with common.ForwardCounter(lm) as counter:
         return _time_modes(lm, counter, prompts, base, modes, early, args, device)
 
 
-def _time_modes(lm: Any, counter: ForwardCap, prompts: Any, base: Any, modes: dict[str, dict[str, Any]],
+def _time_modes(lm: Any, counter: common.ForwardCounter, prompts: Any, base: Any, modes: dict[str, dict[str, Any]],
                 early: bool, args: Any, device: str) -> dict[str, Any]:
     import torch
 

@@ -48,7 +48,7 @@ import string
 import sys
 import time
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -234,33 +234,7 @@ def mode_configs(
     return modes
 
 
-class ForwardCounter:
-    """Counts calls of the HF model's forward (every full or cached forward of either sampler), for the ``with``
-    block."""
-
-    def __init__(self, lm: Any):
-        import functools
-
-        self.lm = lm
-        self.calls = 0
-        inner = lm.model.forward
-
-        @functools.wraps(inner)  # the KV-cache support check reads the signature
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            return inner(*args, **kwargs)
-
-        self._counted = counted
-
-    def __enter__(self) -> Self:
-        self.lm.model.forward = self._counted
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        del self.lm.model.forward
-
-
-def run_mode(lm: Any, counter: ForwardCounter, prompts: Any, mask: Any, fields: Any, temperature: float,
+def run_mode(lm: Any, counter: common.ForwardCounter, prompts: Any, mask: Any, fields: Any, temperature: float,
              seed: int, reference_steps: tuple[int, int, int]) -> dict[str, Any]:
     """One generation: seconds, forwards, completions [N, L]."""
     import torch
@@ -294,7 +268,7 @@ def compare(
     runs: dict[tuple[float, str], list[dict[str, Any]]] = {
         (t, m): [] for t, modes in modes_by_temperature.items() for m in modes
     }
-    with ForwardCounter(lm) as counter:
+    with common.ForwardCounter(lm) as counter:
         for rep in range(repetitions):
             for t, modes in modes_by_temperature.items():
                 for name, fields in modes.items():

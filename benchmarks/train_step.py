@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import os
 import subprocess
@@ -232,7 +233,7 @@ def code_tree(rev: str, into: Path) -> tuple[Path, str]:
                            text=True).stdout.strip()
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "igpo"], check=True, capture_output=True).stdout
     target = into / short
-    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(target, filter="data")
     return target, short
 
