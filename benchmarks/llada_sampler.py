@@ -2,7 +2,7 @@
 (``igpo.models.llada``) with random weights and the real 126,464-token vocabulary, and optionally a trained demo
 model directory.
 
-    python benchmarks/llada_sampler.py                      # CPU default (about 12 minutes on 1 busy thread)
+    python benchmarks/llada_sampler.py                      # CPU default (6.5 minutes measured on 1 thread)
     python benchmarks/llada_sampler.py --model-dir DIR      # also the trained demo model (its prompts, L x1-x4)
     python benchmarks/llada_sampler.py --quick              # smoke test (well under a minute)
 
@@ -31,7 +31,7 @@ as LLaDA-8B): 143.2M parameters, 129.5M of them the embedding and the LM head. I
 (``llada_tokenizer``) is character-level over printable ASCII with LLaDA's special tokens at LLaDA's ids (from
 the model config) and filler tokens for the other ids, so any sampled id decodes.
 
-Default settings, sized for about 12 minutes on one busy core (one partial timing: a reference step costs
+Default settings, sized for at most about 12 minutes on one busy core (6.5 minutes measured at load 1.1) (one partial timing: a reference step costs
 0.76 s at T = 0 and 3.1 s at T = 1.2, an exact step 0.36 s and 0.48 s): N = 2 random prompts of P = 32 tokens,
 L = 64, block 32, 32 steps, T in {0, 1.2}, 3 repetitions; the fast modes at T = 1.2 only, without the threshold
 alone (on random weights every threshold mode is its worst case; the cached ones show it). The demo model
